@@ -1,0 +1,152 @@
+"""Where the harness gets its settings: CLI flags > environment > ``[tool.harness]`` > defaults.
+
+Kept as plain data (:class:`Settings`) so the CLI, the pytest plugin and library users build one the
+same way and pass it down; nothing here is global.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Mapping
+
+from .errors import HarnessError
+
+BACKENDS = ("postgres", "mysql")
+SERVICES = BACKENDS + ("redis",)
+PROVISIONERS = ("auto", "local", "docker", "dsn")
+
+#: environment variables, documented in the README
+ENV_BACKENDS = "HARNESS_BACKENDS"
+ENV_PROVISIONER = "HARNESS_PROVISIONER"
+ENV_DSN = {"postgres": "HARNESS_PG_DSN", "mysql": "HARNESS_MYSQL_DSN", "redis": "HARNESS_REDIS_URL"}
+ENV_BINDIR = {"postgres": "HARNESS_PG_BINDIR", "mysql": "HARNESS_MYSQL_BINDIR", "redis": "HARNESS_REDIS_BINDIR"}
+ENV_IMAGE = {"postgres": "HARNESS_PG_IMAGE", "mysql": "HARNESS_MYSQL_IMAGE", "redis": "HARNESS_REDIS_IMAGE"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything provisioning needs to know, per service (postgres, mysql, redis)."""
+
+    backends: tuple[str, ...] = BACKENDS
+    provisioner: Mapping[str, str] = field(default_factory=lambda: {s: "auto" for s in SERVICES})
+    dsn: Mapping[str, str] = field(default_factory=dict)
+    bindir: Mapping[str, str] = field(default_factory=dict)
+    image: Mapping[str, str] = field(
+        default_factory=lambda: {"postgres": "postgres:16", "mysql": "mariadb:11", "redis": "redis:7"}
+    )
+    fsync: bool = False
+    lock_wait_timeout: int = 50
+    deadlock_timeout_ms: int = 1000
+    cache_dir: Path | None = None
+    server_user: str | None = None
+
+    def provisioner_for(self, service: str) -> str:
+        """The provisioner for one service; a DSN given for it implies ``dsn``."""
+        chosen = self.provisioner.get(service, "auto")
+        if chosen == "auto" and service in self.dsn:
+            return "dsn"
+        return chosen
+
+
+def parse_backends(text: str, source: str) -> tuple[str, ...]:
+    names = tuple(b.strip() for b in text.split(",") if b.strip())
+    for name in names:
+        if name not in BACKENDS:
+            raise HarnessError(
+                f"{source}: unknown backend {name!r}; expected a comma-separated list of {', '.join(BACKENDS)}"
+                " (use 'mysql' for the whole MySQL family, MariaDB included)."
+            )
+    if not names:
+        raise HarnessError(f"{source}: no backend given; expected e.g. 'postgres,mysql'.")
+    return names
+
+
+def parse_provisioner(text: str, source: str) -> dict[str, str]:
+    """``local`` for all services, or ``postgres=local,mysql=dsn`` per service."""
+    result: dict[str, str] = {}
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        service, sep, value = part.partition("=")
+        targets = [service] if sep else list(SERVICES)
+        value = value if sep else part
+        if value not in PROVISIONERS or any(t not in SERVICES for t in targets):
+            raise HarnessError(
+                f"{source}: cannot read provisioner {part!r}; expected one of {', '.join(PROVISIONERS)},"
+                f" optionally per service as SERVICE=PROVISIONER with SERVICE in {', '.join(SERVICES)}."
+            )
+        for t in targets:
+            result[t] = value
+    return result
+
+
+def _pyproject_table(start: Path) -> tuple[dict[str, Any], Path | None]:
+    for folder in (start, *start.parents):
+        candidate = folder / "pyproject.toml"
+        if candidate.is_file():
+            try:
+                data = tomllib.loads(candidate.read_text())
+            except tomllib.TOMLDecodeError as exc:
+                raise HarnessError(f"{candidate}: not valid TOML ({exc}); fix the file or remove [tool.harness].")
+            return data.get("tool", {}).get("harness", {}), candidate
+    return {}, None
+
+
+def load_settings(
+    *,
+    cli: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+    project_dir: Path | None = None,
+) -> Settings:
+    """Merge pyproject, environment and CLI values (later wins) into :class:`Settings`."""
+    environ = os.environ if environ is None else environ
+    cli = cli or {}
+    table, where = _pyproject_table(project_dir or Path.cwd())
+    src = f"{where} [tool.harness]"
+    settings = Settings()
+    prov = dict(settings.provisioner)
+    dsn: dict[str, str] = {}
+    bindir: dict[str, str] = {}
+    image = dict(settings.image)
+    backends = settings.backends
+    extra: dict[str, Any] = {}
+
+    if "backends" in table:
+        value = table["backends"]
+        backends = parse_backends(",".join(value) if isinstance(value, list) else str(value), src)
+    if "provisioner" in table:
+        prov.update(parse_provisioner(str(table["provisioner"]), src))
+    for key in ("pg_dsn", "mysql_dsn", "redis_url"):
+        if key in table:
+            dsn[{"pg_dsn": "postgres", "mysql_dsn": "mysql", "redis_url": "redis"}[key]] = str(table[key])
+    for key in ("fsync", "lock_wait_timeout", "deadlock_timeout_ms", "server_user"):
+        if key in table:
+            extra[key] = table[key]
+
+    if environ.get(ENV_BACKENDS):
+        backends = parse_backends(environ[ENV_BACKENDS], ENV_BACKENDS)
+    if environ.get(ENV_PROVISIONER):
+        prov.update(parse_provisioner(environ[ENV_PROVISIONER], ENV_PROVISIONER))
+    for service in SERVICES:
+        if environ.get(ENV_DSN[service]):
+            dsn[service] = environ[ENV_DSN[service]]
+        if environ.get(ENV_BINDIR[service]):
+            bindir[service] = environ[ENV_BINDIR[service]]
+        if environ.get(ENV_IMAGE[service]):
+            image[service] = environ[ENV_IMAGE[service]]
+    if environ.get("HARNESS_CACHE_DIR"):
+        extra["cache_dir"] = Path(environ["HARNESS_CACHE_DIR"])
+    if environ.get("HARNESS_SERVER_USER"):
+        extra["server_user"] = environ["HARNESS_SERVER_USER"]
+
+    if cli.get("backends"):
+        backends = parse_backends(cli["backends"], "--backend")
+    if cli.get("provisioner"):
+        prov.update(parse_provisioner(cli["provisioner"], "--provisioner"))
+    for service, key in (("postgres", "pg_dsn"), ("mysql", "mysql_dsn"), ("redis", "redis_url")):
+        if cli.get(key):
+            dsn[service] = cli[key]
+            prov[service] = "dsn"
+
+    return replace(settings, backends=backends, provisioner=prov, dsn=dsn, bindir=bindir, image=image, **extra)

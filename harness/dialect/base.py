@@ -1,0 +1,148 @@
+"""The one place where PostgreSQL and the MySQL family differ.
+
+Everything above this layer (provisioning, the engine, exploration) talks to a :class:`Dialect`
+and never branches on the backend name.
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ConnInfo:
+    """How to reach one database on one server (plain data, safe to pass between processes)."""
+
+    scheme: str  # postgresql | mysql | redis
+    host: str
+    port: int
+    user: str = ""
+    password: str = ""
+    dbname: str = ""
+    params: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+
+    def with_db(self, dbname: str) -> "ConnInfo":
+        return replace(self, dbname=dbname)
+
+    @property
+    def dsn(self) -> str:
+        auth = ""
+        if self.user:
+            auth = urllib.parse.quote(self.user, safe="")
+            if self.password:
+                auth += ":" + urllib.parse.quote(self.password, safe="")
+            auth += "@"
+        query = ("?" + urllib.parse.urlencode(self.params)) if self.params else ""
+        return f"{self.scheme}://{auth}{self.host}:{self.port}/{urllib.parse.quote(self.dbname, safe='')}{query}"
+
+    def redacted(self) -> str:
+        """The DSN with the password hidden, for messages and reports."""
+        return self.dsn if not self.password else self.dsn.replace(
+            ":" + urllib.parse.quote(self.password, safe="") + "@", ":***@", 1
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {"scheme": self.scheme, "host": self.host, "port": self.port, "user": self.user,
+                "password": self.password, "dbname": self.dbname, "params": [list(p) for p in self.params]}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "ConnInfo":
+        return cls(**{**data, "params": tuple(tuple(p) for p in data.get("params", ()))})
+
+    @classmethod
+    def parse(cls, url: str, *, default_scheme: str, default_port: int) -> "ConnInfo":
+        """Parse ``scheme://user:pass@host:port/db?k=v``; raises ValueError with the reason."""
+        parts = urllib.parse.urlsplit(url)
+        if not parts.scheme or not parts.hostname:
+            raise ValueError("expected a URL like scheme://user:password@host:port/dbname")
+        scheme = {"postgres": "postgresql", "mariadb": "mysql", "mysql+pymysql": "mysql"}.get(
+            parts.scheme, parts.scheme
+        )
+        if scheme != default_scheme:
+            raise ValueError(f"scheme {parts.scheme!r} is not {default_scheme}://")
+        return cls(
+            scheme=scheme,
+            host=parts.hostname,
+            port=parts.port or default_port,
+            user=urllib.parse.unquote(parts.username or ""),
+            password=urllib.parse.unquote(parts.password or ""),
+            dbname=urllib.parse.unquote(parts.path.lstrip("/")),
+            params=tuple(urllib.parse.parse_qsl(parts.query)),
+        )
+
+
+@dataclass(frozen=True)
+class Wait:
+    """One edge of the wait-for graph: ``waiter`` waits for ``holder`` (server session ids)."""
+
+    waiter: int
+    holder: int | None
+    lock: str  # e.g. "relation row lock", "advisory", "user lock", "metadata lock"
+    detail: str = ""
+
+
+class Dialect(ABC):
+    """Backend-specific SQL and driver calls, kept small on purpose."""
+
+    name: str  # postgres | mysql
+    scheme: str
+    default_port: int
+    admin_db: str
+
+    @abstractmethod
+    def connect(self, info: ConnInfo, *, autocommit: bool = True, application_name: str | None = None,
+                connect_timeout: float = 10.0) -> Any:
+        """A new DB-API connection."""
+
+    @abstractmethod
+    def server_version(self, conn: Any) -> tuple[str, str]:
+        """(flavor, version) as reported by the server, e.g. ("mariadb", "10.11.19")."""
+
+    @abstractmethod
+    def create_database(self, admin: Any, name: str, template: str | None = None) -> None: ...
+
+    @abstractmethod
+    def drop_database(self, admin: Any, name: str) -> None: ...
+
+    def template_database(self, admin: Any, name: str) -> str | None:
+        """Create the per-server template new databases are copied from; None if the backend has none."""
+        return None
+
+    @abstractmethod
+    def list_databases(self, admin: Any, prefix: str) -> list[str]: ...
+
+    @abstractmethod
+    def session_id(self, conn: Any) -> int:
+        """The server's id for this connection (backend pid / connection id)."""
+
+    @abstractmethod
+    def waits(self, monitor: Any, session_ids: list[int]) -> list[Wait]:
+        """Which of ``session_ids`` are blocked in the server right now, and on whom."""
+
+    @abstractmethod
+    def cancel(self, monitor: Any, session_id: int) -> None:
+        """Cancel the running statement of a session (the connection survives)."""
+
+    @abstractmethod
+    def terminate(self, monitor: Any, session_id: int) -> None:
+        """Close a session from the server side."""
+
+    @abstractmethod
+    def error_code(self, exc: BaseException) -> str | None:
+        """SQLSTATE (PostgreSQL) or error number as a string (MySQL family); None if not a server error."""
+
+    @abstractmethod
+    def quote_ident(self, name: str) -> str: ...
+
+
+def execute(conn: Any, sql: str, params: Any = None) -> list[tuple[Any, ...]]:
+    """Run one statement on a DB-API connection and fetch what it returns (admin helper)."""
+    cur = conn.cursor()
+    try:
+        cur.execute(sql, params) if params is not None else cur.execute(sql)
+        return list(cur.fetchall()) if cur.description else []
+    finally:
+        cur.close()

@@ -1,0 +1,455 @@
+"""Local servers from the machine's own binaries: the default provisioner.
+
+Each server is a direct child process in a fresh temp dir, on a random loopback port, running as an
+unprivileged user when we are root (initdb and mariadbd refuse root).  It gets PR_SET_PDEATHSIG so
+it dies with the process that started it, even on SIGKILL; stale temp dirs of dead owners are swept
+on the next start.  Initialised data directories are cached (keyed by binary version and init
+arguments) so a warm start is a copy plus a boot instead of initdb.
+
+Caveat of PDEATHSIG: it fires when the *thread* that started the server exits, so start servers from
+a long-lived thread (the main thread, as pytest and the CLI do).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import glob
+import hashlib
+import json
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import weakref
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from filelock import FileLock
+
+from ..config import Settings
+from ..dialect import ConnInfo, dialect_for
+from ..errors import ProvisionError
+from .base import Server
+from .binaries import FINDERS, Binaries
+
+START_TIMEOUT = 60.0
+STOP_TIMEOUT = 15.0
+_PR_SET_PDEATHSIG = 1
+
+
+# ---------------------------------------------------------------------------------------------- users
+
+@dataclass(frozen=True)
+class RunAs:
+    """The unprivileged account servers run under when the harness runs as root."""
+
+    name: str
+    uid: int
+    gid: int
+
+
+def run_as(settings: Settings) -> RunAs | None:
+    if os.geteuid() != 0:
+        return None
+    name = settings.server_user or "nobody"
+    try:
+        entry = pwd.getpwnam(name)
+    except KeyError:
+        raise ProvisionError(
+            f"running as root, the harness starts servers as the unprivileged user {name!r}, which does not "
+            "exist. Create it or name another with HARNESS_SERVER_USER (initdb and mariadbd refuse to run as root)."
+        ) from None
+    return RunAs(name, entry.pw_uid, entry.pw_gid)
+
+
+def _chown_tree(path: Path, who: RunAs | None) -> None:
+    if who is None:
+        return
+    os.chown(path, who.uid, who.gid)
+    for root, dirs, files in os.walk(path):
+        for name in dirs + files:
+            os.lchown(os.path.join(root, name), who.uid, who.gid)
+
+
+# -------------------------------------------------------------------------------------------- process
+
+def _pdeathsig_preexec(parent: int) -> Callable[[], None] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def setup() -> None:  # runs in the child after setuid (which would clear the signal)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:  # the parent died between fork and prctl
+            os._exit(1)
+
+    return setup
+
+
+def _spawn(cmd: list[str], who: RunAs | None, log: Path, cwd: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    with open(log, "ab") as out:
+        return subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, cwd=cwd,
+            user=who.uid if who else None, group=who.gid if who else None, extra_groups=[] if who else None,
+            start_new_session=True,  # Ctrl-C reaches the harness, which stops servers in order
+            preexec_fn=_pdeathsig_preexec(os.getpid()), env=env,
+        )
+
+
+def _run(cmd: list[str], who: RunAs | None, log: Path, cwd: Path, what: str, timeout: float = 120) -> None:
+    with open(log, "ab") as out:
+        try:
+            done = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, cwd=cwd,
+                                  user=who.uid if who else None, group=who.gid if who else None,
+                                  extra_groups=[] if who else None, timeout=timeout,
+                                  env={**os.environ, "LC_ALL": "C"})
+        except subprocess.TimeoutExpired:
+            raise ProvisionError(f"{what} did not finish within {timeout:.0f}s; its output is in {log}.") from None
+    if done.returncode != 0:
+        raise ProvisionError(f"{what} failed (exit {done.returncode}): {_tail(log)}")
+
+
+def _tail(log: Path, lines: int = 6) -> str:
+    try:
+        text = log.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return "(no log)"
+    return " | ".join(text[-lines:]) or "(empty log)"
+
+
+def free_port() -> int:
+    """A port that was free on 127.0.0.1 a moment ago (the start retries if it is taken meanwhile)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def run_root() -> Path:
+    """Where run dirs (data included) go: tmpfs when there is one.
+
+    Throwaway servers need no durability across machine crashes, and on a VM disk every file create
+    costs about 1 ms (measured: 300 small files 315 ms on ext4 vs 4.5 ms on /dev/shm), which made
+    PostgreSQL's per-test CREATE DATABASE ~270 ms instead of a few ms.
+    """
+    chosen = os.environ.get("HARNESS_RUN_DIR")
+    if chosen:
+        return Path(chosen)
+    shm = Path("/dev/shm")
+    if shm.is_dir() and os.access(shm, os.W_OK | os.X_OK):
+        return shm
+    return Path(tempfile.gettempdir())
+
+
+def sweep_stale_rundirs() -> int:
+    """Remove temp dirs left by harness processes that were SIGKILLed (their servers died with them)."""
+    removed = 0
+    if not sys.platform.startswith("linux"):
+        return removed
+    for path in glob.glob(os.path.join(run_root(), "harness-run-*-*-*")):
+        try:
+            owner = int(Path(path).name.split("-")[3])
+        except (IndexError, ValueError):
+            continue
+        if not _alive(owner):
+            shutil.rmtree(path, ignore_errors=True)
+            removed += 1
+    return removed
+
+
+# ------------------------------------------------------------------------------------------ flavors
+
+@dataclass(frozen=True)
+class Flavor:
+    """What differs between local PostgreSQL, MariaDB/MySQL and Redis processes."""
+
+    service: str
+    stop_signal: int
+    init: Callable[[Binaries, Path, RunAs | None, Path], None] | None
+    command: Callable[[Binaries, Path, Path, int, Settings], list[str]]
+    conninfo: Callable[[int], ConnInfo]
+    ready: Callable[[ConnInfo], None]
+    bind_error: tuple[str, ...]
+    init_args: tuple[str, ...] = ()
+
+
+_PG_INIT_ARGS = ("-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-locale", "--no-sync", "--no-instructions")
+
+
+def _pg_init(b: Binaries, data: Path, who: RunAs | None, log: Path) -> None:
+    _run([str(b.init), "-D", str(data), *_PG_INIT_ARGS], who, log, data.parent, "initdb")
+
+
+def _pg_command(b: Binaries, data: Path, run: Path, port: int, s: Settings) -> list[str]:
+    sync = "on" if s.fsync else "off"
+    conf = {
+        "listen_addresses": "127.0.0.1", "port": str(port), "unix_socket_directories": str(run),
+        "fsync": sync, "full_page_writes": sync, "synchronous_commit": sync,
+        "max_prepared_transactions": "10", "max_connections": "300",
+        "deadlock_timeout": f"{s.deadlock_timeout_ms}ms", "lc_messages": "C", "log_min_messages": "warning",
+        "shared_buffers": "64MB",
+    }
+    return [str(b.server), "-D", str(data)] + [a for k, v in conf.items() for a in ("-c", f"{k}={v}")]
+
+
+def _pg_ready(info: ConnInfo) -> None:
+    dialect_for("postgres").connect(info, connect_timeout=2).close()
+
+
+_MARIADB_INIT_ARGS = ("--innodb-log-file-size=8M", "--innodb-data-file-path=ibdata1:4M:autoextend")
+
+
+def _mysql_init(b: Binaries, data: Path, who: RunAs | None, log: Path) -> None:
+    if b.flavor == "mariadb":
+        cmd = [str(b.init), "--no-defaults", f"--datadir={data}", "--auth-root-authentication-method=normal",
+               "--skip-test-db", "--skip-name-resolve", *_MARIADB_INIT_ARGS]
+    else:  # Oracle MySQL: the server initialises itself
+        cmd = [str(b.server), "--no-defaults", "--initialize-insecure", f"--datadir={data}"]
+    _run(cmd, who, log, data.parent, f"{b.init or b.server} (initialising {b.flavor})")
+
+
+def _mysql_command(b: Binaries, data: Path, run: Path, port: int, s: Settings) -> list[str]:
+    args = [
+        str(b.server), "--no-defaults", f"--datadir={data}", f"--port={port}", "--bind-address=127.0.0.1",
+        f"--socket={run / 'mysqld.sock'}", f"--pid-file={run / 'mysqld.pid'}", f"--tmpdir={run}",
+        "--skip-name-resolve", "--performance-schema=ON",
+        "--performance-schema-instrument=wait/lock/metadata/sql/mdl=ON",
+        f"--innodb-lock-wait-timeout={s.lock_wait_timeout}", "--max-connections=300",
+        f"--innodb-flush-log-at-trx-commit={1 if s.fsync else 0}", f"--sync-binlog={1 if s.fsync else 0}",
+        f"--innodb-doublewrite={1 if s.fsync else 0}", "--innodb-buffer-pool-size=64M",
+        "--character-set-server=utf8mb4", "--skip-log-bin", "--loose-mysqlx=OFF",
+    ]
+    if b.flavor == "mariadb":
+        args += list(_MARIADB_INIT_ARGS)
+    return args
+
+
+def _mysql_ready(info: ConnInfo) -> None:
+    dialect_for("mysql").connect(info, connect_timeout=2).close()
+
+
+def _redis_command(b: Binaries, data: Path, run: Path, port: int, s: Settings) -> list[str]:
+    return [str(b.server), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+            "--dir", str(run), "--unixsocket", str(run / "redis.sock"), "--daemonize", "no"]
+
+
+def _redis_ready(info: ConnInfo) -> None:
+    import redis
+
+    client = redis.Redis(host=info.host, port=info.port, socket_connect_timeout=2, socket_timeout=2)
+    try:
+        client.ping()
+    finally:
+        client.close()
+
+
+FLAVORS: dict[str, Flavor] = {
+    "postgres": Flavor(
+        "postgres", signal.SIGINT, _pg_init, _pg_command,
+        lambda port: ConnInfo("postgresql", "127.0.0.1", port, "postgres", "", "postgres"),
+        _pg_ready, ("could not bind", "Address already in use"), _PG_INIT_ARGS,
+    ),
+    "mysql": Flavor(
+        "mysql", signal.SIGTERM, _mysql_init, _mysql_command,
+        lambda port: ConnInfo("mysql", "127.0.0.1", port, "root", "", ""),
+        _mysql_ready, ("Address already in use", "Can't start server: Bind"), _MARIADB_INIT_ARGS,
+    ),
+    "redis": Flavor(
+        "redis", signal.SIGTERM, None, _redis_command,
+        lambda port: ConnInfo("redis", "127.0.0.1", port, "", "", "0"),
+        _redis_ready, ("Address already in use",),
+    ),
+}
+
+
+# ---------------------------------------------------------------------------------------- data cache
+
+def cache_root(settings: Settings) -> Path:
+    if settings.cache_dir is not None:
+        return Path(settings.cache_dir)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "race-harness"
+
+
+def _cached_datadir(flavor: Flavor, b: Binaries, settings: Settings, who: RunAs | None) -> Path:
+    """The initialised data directory for these binaries, made once (under a file lock) and reused."""
+    key = hashlib.sha256(json.dumps([b.key, flavor.init_args, who.name if who else None]).encode()).hexdigest()[:16]
+    root = cache_root(settings)
+    root.mkdir(parents=True, exist_ok=True)
+    entry = root / f"{b.flavor}-{b.version}-{key}"
+    if (entry / "ready").exists():
+        return entry / "data"
+    with FileLock(str(entry) + ".lock", timeout=300):
+        if (entry / "ready").exists():
+            return entry / "data"
+        shutil.rmtree(entry, ignore_errors=True)
+        work = Path(tempfile.mkdtemp(prefix=f"harness-run-init-{os.getpid()}-", dir=run_root()))
+        try:
+            _chown_tree(work, who)
+            assert flavor.init is not None
+            flavor.init(b, work / "data", who, work / "init.log")
+            staging = Path(tempfile.mkdtemp(prefix=entry.name + ".", dir=root))
+            shutil.copytree(work / "data", staging / "data", symlinks=True)
+            (staging / "ready").write_text(json.dumps({"binary": str(b.server), "version": b.version}))
+            os.rename(staging, entry)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+    return entry / "data"
+
+
+# ------------------------------------------------------------------------------------------ lifecycle
+
+class LocalProcess:
+    """A server process we started: stop (clean), kill (SIGKILL the whole process group), restart."""
+
+    def __init__(self, flavor: Flavor, binaries: Binaries, settings: Settings, who: RunAs | None,
+                 rundir: Path, datadir: Path) -> None:
+        self.flavor, self.binaries, self.settings, self.who = flavor, binaries, settings, who
+        self.rundir, self.datadir = rundir, datadir
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log = rundir / "server.log"
+        self.description = f"local {binaries.server}, data in {datadir}"
+        self._finalizer = weakref.finalize(self, _cleanup, self.rundir, [None], flavor.stop_signal)
+
+    @property
+    def info(self) -> ConnInfo:
+        return self.flavor.conninfo(self.port)
+
+    def start(self, *, new_port_on_conflict: bool = True) -> None:
+        deadline = time.monotonic() + START_TIMEOUT
+        for attempt in range(4):
+            self.proc = _spawn(self.flavor.command(self.binaries, self.datadir, self.rundir, self.port, self.settings),
+                               self.who, self.log, self.rundir)
+            self._finalizer.detach()
+            self._finalizer = weakref.finalize(self, _cleanup, self.rundir, [self.proc], self.flavor.stop_signal)
+            outcome = self._wait_ready(deadline)
+            if outcome == "ready":
+                return
+            log = _tail(self.log, 12)
+            if outcome == "exited" and any(m in log for m in self.flavor.bind_error) and new_port_on_conflict:
+                self.port = free_port()
+                continue
+            if outcome == "exited" and "shared memory" in log and attempt < 3:
+                continue  # a crashed postmaster's children are still detaching; try again
+            self._terminate(signal.SIGKILL)
+            reason = "exited" if outcome == "exited" else f"did not accept connections within {START_TIMEOUT:.0f}s"
+            raise ProvisionError(
+                f"the local {self.binaries.flavor} server ({self.binaries.server}) {reason}. Last log lines: {log} "
+                f"(full log: {self.log})."
+            )
+        raise ProvisionError(f"could not find a free port for {self.binaries.flavor} after 4 tries.")
+
+    def _wait_ready(self, deadline: float) -> str:
+        delay = 0.005
+        while time.monotonic() < deadline:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                return "exited"
+            try:
+                self.flavor.ready(self.info)
+                return "ready"
+            except Exception:  # not accepting connections yet; bounded back-off polling
+                time.sleep(delay)
+                delay = min(delay * 1.5, 0.1)
+        return "timeout"
+
+    def _terminate(self, sig: int) -> None:
+        proc = self.proc
+        if proc is None or proc.poll() is not None:
+            return
+        try:
+            os.killpg(proc.pid, sig) if sig == signal.SIGKILL else proc.send_signal(sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=STOP_TIMEOUT)
+
+    def stop(self) -> None:
+        self._terminate(self.flavor.stop_signal)
+        self._finalizer()  # removes the run dir (data included)
+
+    def kill(self) -> None:
+        self._terminate(signal.SIGKILL)
+
+    def restart(self) -> None:
+        self._terminate(self.flavor.stop_signal)
+        self.start(new_port_on_conflict=False)
+
+
+def _cleanup(rundir: Path, procs: list[subprocess.Popen[bytes] | None], sig: int) -> None:
+    """Stop a still-running server and remove its temp dir (also runs at interpreter exit)."""
+    proc = procs[0]
+    if proc is not None and proc.poll() is None:
+        try:
+            proc.send_signal(sig)
+            proc.wait(timeout=STOP_TIMEOUT)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=STOP_TIMEOUT)
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                pass
+    shutil.rmtree(rundir, ignore_errors=True)
+
+
+def start_local(service: str, settings: Settings, *, use_cache: bool = True) -> Server:
+    """Start a throwaway local server of one service (``postgres``, ``mysql`` or ``redis``)."""
+    binaries = FINDERS[service](settings.bindir.get(service))
+    flavor = FLAVORS[service]
+    who = run_as(settings)
+    sweep_stale_rundirs()
+    rundir = Path(tempfile.mkdtemp(prefix=f"harness-run-{service}-{os.getpid()}-", dir=run_root()))
+    try:
+        _chown_tree(rundir, who)
+        datadir = rundir / "data"
+        if flavor.init is not None:
+            if use_cache:
+                shutil.copytree(_cached_datadir(flavor, binaries, settings, who), datadir, symlinks=True)
+            else:
+                flavor.init(binaries, datadir, who, rundir / "init.log")
+            _chown_tree(datadir, who)
+        else:
+            datadir.mkdir()
+            _chown_tree(datadir, who)
+        process = LocalProcess(flavor, binaries, settings, who, rundir, datadir)
+        process.start()
+    except BaseException:
+        shutil.rmtree(rundir, ignore_errors=True)
+        raise
+    info = process.info
+    flavor_name, version = binaries.flavor, binaries.version
+    if service != "redis":
+        with dialect_for(service).connect(info) as conn:
+            flavor_name, version = dialect_for(service).server_version(conn)
+    return Server(service=service, flavor=flavor_name, version=version, info=info, provisioner="local",
+                  lifecycle=process)
+
+
+def local_available(service: str, settings: Settings) -> tuple[bool, str]:
+    """Whether local binaries exist for a service, and the binary path or the reason."""
+    try:
+        b = FINDERS[service](settings.bindir.get(service))
+    except ProvisionError as exc:
+        return False, str(exc)
+    return True, f"{b.server} ({b.flavor} {b.version})"
+
+
