@@ -37,7 +37,7 @@ class Settings:
     image: Mapping[str, str] = field(
         default_factory=lambda: {"postgres": "postgres:16", "mysql": "mariadb:11", "redis": "redis:7"}
     )
-    fsync: bool = False
+    fsync: bool = False  # off: durable across a server process crash, not a machine crash
     lock_wait_timeout: int = 50
     deadlock_timeout_ms: int = 1000
     cache_dir: Path | None = None
