@@ -9,7 +9,9 @@ from __future__ import annotations
 import urllib.parse
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Callable
+
+from ..trace import ErrorInfo, StepResult
 
 
 @dataclass(frozen=True)
@@ -136,6 +138,22 @@ class Dialect(ABC):
 
     @abstractmethod
     def quote_ident(self, name: str) -> str: ...
+
+    # -- running scenario steps (text results, all statements of a step, notices) ----------------
+    @abstractmethod
+    def open_session(self, info: ConnInfo, application_name: str | None = None) -> Any:
+        """An autocommit connection for scenario steps (results come back as the server's text)."""
+
+    @abstractmethod
+    def run_sql(self, conn: Any, sql: str, on_notice: Callable[[ErrorInfo], None] | None = None) -> StepResult:
+        """Run one step (possibly several statements); errors become part of the result, not exceptions.
+
+        Connection loss is raised as :class:`ConnectionError`.
+        """
+
+    @abstractmethod
+    def isolation_sql(self, level: str) -> str:
+        """The statement that sets a session's default isolation level."""
 
 
 def execute(conn: Any, sql: str, params: Any = None) -> list[tuple[Any, ...]]:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import pymysql
 from pymysql.constants import CLIENT
 
+from ..trace import ErrorInfo, ResultSet, StepResult
 from .base import ConnInfo, Dialect, Wait, execute
+
+#: client-side errors that mean the connection is gone (server gone away, lost during query, ...)
+_CONNECTION_LOST = {2006, 2013, 2014, 2045, 2055}
 
 #: InnoDB row-lock waits with their blocker (MariaDB keeps INNODB_LOCK_WAITS; MySQL 8 moved it to
 #: performance_schema.data_lock_waits, see MySQL8Waits below), user locks (GET_LOCK) and metadata locks
@@ -43,8 +47,9 @@ class MySQLDialect(Dialect):
     admin_db = ""
 
     def connect(self, info: ConnInfo, *, autocommit: bool = True, application_name: str | None = None,
-                connect_timeout: float = 10.0) -> pymysql.connections.Connection:
+                connect_timeout: float = 10.0, text_results: bool = False) -> pymysql.connections.Connection:
         params = dict(info.params)
+        extra: dict[str, Any] = {"conv": {}} if text_results else {}  # no converters: the server's text
         conn = pymysql.connect(
             host=info.host, port=info.port, user=info.user or "root", password=info.password,
             database=info.dbname or None, autocommit=autocommit, connect_timeout=connect_timeout,
@@ -53,6 +58,7 @@ class MySQLDialect(Dialect):
             # PyMySQL builds a default TLS context on every connect (about 18 ms); loopback servers do not
             # need it, remote ones ask for it with ?ssl=1 in the URL.
             ssl_disabled=params.get("ssl", "0").lower() in ("0", "false", "off", "no"),
+            **extra,
         )
         return conn
 
@@ -107,3 +113,34 @@ class MySQLDialect(Dialect):
 
     def quote_ident(self, name: str) -> str:
         return "`" + name.replace("`", "``") + "`"
+
+    def open_session(self, info: ConnInfo, application_name: str | None = None) -> Any:
+        return self.connect(info, autocommit=True, application_name=application_name, text_results=True)
+
+    def run_sql(self, conn: Any, sql: str, on_notice: Callable[[ErrorInfo], None] | None = None) -> StepResult:
+        out = StepResult()
+        cur = conn.cursor()
+        try:
+            cur.execute(sql)
+            while True:
+                if cur.description:
+                    columns = [d[0] for d in cur.description]
+                    rows = [[None if v is None else (v if isinstance(v, str) else v.decode("utf-8", "replace"))
+                             for v in row] for row in cur.fetchall()]
+                    out.results.append(ResultSet(columns, rows, None, len(rows)))
+                else:
+                    out.results.append(ResultSet(rowcount=cur.rowcount if cur.rowcount >= 0 else None))
+                if not cur.nextset():
+                    break
+        except pymysql.err.MySQLError as exc:
+            code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
+            if code in _CONNECTION_LOST or isinstance(exc, pymysql.err.InterfaceError):
+                raise ConnectionError(str(exc)) from exc
+            out.error = ErrorInfo(str(code) if code is not None else None,
+                                  str(exc.args[1]) if len(exc.args) > 1 else str(exc))
+        finally:
+            cur.close()
+        return out
+
+    def isolation_sql(self, level: str) -> str:
+        return f"SET SESSION TRANSACTION ISOLATION LEVEL {level.upper()}"

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+import select
+from typing import Any, Callable
 
 import psycopg
+from psycopg import pq
 from psycopg import sql as pgsql
 
+from ..trace import ErrorInfo, ResultSet, StepResult
 from .base import ConnInfo, Dialect, Wait, execute
 
 #: one round trip that answers "who of these sessions waits for whom, on what" (holders restricted to
@@ -24,6 +27,55 @@ LEFT JOIN LATERAL (
 ) l ON true
 WHERE h.holder = ANY(%(pids)s::int[]) OR h.holder = 0
 """
+
+
+def _text(value: bytes | None) -> str | None:
+    return None if value is None else value.decode("utf-8", "replace")
+
+
+def _error_of(res: Any) -> ErrorInfo:
+    field = pq.DiagnosticField
+    message = _text(res.error_field(field.MESSAGE_PRIMARY))
+    if message is None:  # libpq-generated errors carry only the old-style message
+        message = _text(res.error_message) or "unknown error"
+        return ErrorInfo(code=None, message=message.strip(), severity="")
+    return ErrorInfo(code=_text(res.error_field(field.SQLSTATE)), message=message,
+                     severity=_text(res.error_field(field.SEVERITY)) or "ERROR",
+                     detail=_text(res.error_field(field.MESSAGE_DETAIL)))
+
+
+def _run_pq(conn: psycopg.Connection[Any], sql: str, on_notice: Callable[[ErrorInfo], None] | None) -> StepResult:
+    """Send a step as one simple query through libpq and collect every result (as isolationtester)."""
+    pgconn = conn.pgconn
+    pgconn.notice_handler = (lambda res: on_notice(_error_of(res))) if on_notice else None
+    out = StepResult()
+    try:
+        pgconn.send_query(sql.encode())
+        while True:
+            while pgconn.is_busy():
+                select.select([pgconn.socket], [], [], 1.0)
+                pgconn.consume_input()
+            res = pgconn.get_result()
+            if res is None:
+                break
+            status = res.status
+            if status == pq.ExecStatus.TUPLES_OK:
+                columns = [_text(res.fname(i)) or "" for i in range(res.nfields)]
+                rows = [[_text(res.get_value(r, c)) for c in range(res.nfields)] for r in range(res.ntuples)]
+                out.results.append(ResultSet(columns, rows, _text(res.command_status), res.ntuples))
+            elif status in (pq.ExecStatus.COMMAND_OK, pq.ExecStatus.EMPTY_QUERY):
+                tag = _text(res.command_status) or ""
+                count = int(tag.rsplit(" ", 1)[-1]) if tag and tag.rsplit(" ", 1)[-1].isdigit() else None
+                out.results.append(ResultSet(command=tag, rowcount=count))
+            elif status == pq.ExecStatus.FATAL_ERROR:
+                out.error = _error_of(res)
+            else:  # COPY and friends are not supported in steps
+                out.error = ErrorInfo(None, f"unexpected result status {status.name}", "ERROR")
+    except psycopg.OperationalError as exc:
+        raise ConnectionError(str(exc)) from exc
+    if pgconn.status != pq.ConnStatus.OK:
+        raise ConnectionError(_text(pgconn.error_message) or "connection lost")
+    return out
 
 
 class PostgresDialect(Dialect):
@@ -90,6 +142,15 @@ class PostgresDialect(Dialect):
 
     def quote_ident(self, name: str) -> str:
         return '"' + name.replace('"', '""') + '"'
+
+    def open_session(self, info: ConnInfo, application_name: str | None = None) -> Any:
+        return self.connect(info, autocommit=True, application_name=application_name)
+
+    def run_sql(self, conn: Any, sql: str, on_notice: Callable[[ErrorInfo], None] | None = None) -> StepResult:
+        return _run_pq(conn, sql, on_notice)
+
+    def isolation_sql(self, level: str) -> str:
+        return f"SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL {level.upper()}"
 
 
 def _lock_kind(locktype: str) -> str:

@@ -1,0 +1,521 @@
+"""The interleaving engine: run a scenario's steps on real connections, one at a time, in a given order.
+
+Each session has its own connection and worker thread; a monitor connection asks the server which
+sessions wait for which (:meth:`Dialect.waits`).  A step is launched, and the engine moves on as soon
+as it has **completed** or the server says it is **blocked**; blocked steps stay in flight and
+complete later, in their place in the trace.  The control flow follows PostgreSQL's isolationtester
+(``run_permutation`` / ``try_complete_step``): a step asked of a session that still waits first waits
+for that session; the blocker annotations ``(*)``, ``(other)`` and ``(other notices N)`` hold a step
+as waiting; deadlocks and serialization failures are ordinary results.  Every wait is bounded: past
+``step_timeout`` the engine records the wait-for graph as a ``hang`` event and cancels (then
+terminates) the stuck sessions, so a wrong schedule never hangs CI.
+
+Harness actions (lock, clock, ... steps) run in the session's worker thread through ``actions``; an
+action that waits on something the database cannot see (a Redis lock) reports it with
+:meth:`ActionContext.waiting` so the scheduler treats the session as blocked.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+from .dialect import ConnInfo, Dialect
+from .errors import HarnessError
+from .scenario.model import Blocker, Interleaving, Scenario, SqlText, Step, StepRef
+from .trace import ErrorInfo, Event, StepResult, Trace, WaitEdge
+
+
+class ScenarioRunError(HarnessError):
+    """Setup SQL failed, or a step references something that cannot run on this backend."""
+
+
+@dataclass
+class EngineOptions:
+    step_timeout: float = 10.0  # no progress on a waited-for step for this long: hang
+    on_timeout: str = "abort"  # "abort": hang event, cancel all, stop; "cancel": isolationtester's cancel
+    cancel_timeout: float = 5.0  # after a cancel, how long before terminating the session
+    poll_first: float = 0.001  # first blocked check after launch (isolationtester: 10 ms)
+    poll_max: float = 0.010
+    application_name: Callable[[str], str] | None = None
+    print_setup_results: bool = True  # record rows returned by setup SQL (isolationtester prints them)
+
+
+@dataclass
+class ActionContext:
+    """What a harness action (a non-SQL step) can use: its session's connection and the wait flag."""
+
+    session: str
+    conn: Any
+    dialect: Dialect
+    args: Mapping[str, Any]
+    _worker: "_Worker"
+
+    def waiting(self, lock: str, holder: str | None = None, detail: str = "") -> None:
+        """Declare that this session now waits on something invisible to the database."""
+        self._worker.self_wait = WaitEdge(self.session, holder, lock, detail)
+
+    def done_waiting(self) -> None:
+        self._worker.self_wait = None
+
+
+Action = Callable[[ActionContext], StepResult]
+
+
+@dataclass(eq=False)
+class _Pending:
+    ref: StepRef
+    step: Step
+    sql: str
+    worker: "_Worker"
+    t_launch: float
+    done: threading.Event = field(default_factory=threading.Event)
+    result: StepResult | None = None
+    conn_lost: bool = False
+    reported_waiting: bool = False
+    canceled: bool = False
+    target_notices: dict[str, int] = field(default_factory=dict)
+
+
+class _Worker:
+    """One session: a connection and a thread that runs its steps one by one."""
+
+    def __init__(self, name: str, conn: Any, dialect: Dialect, clock: Callable[[], float]) -> None:
+        self.name, self.conn, self.dialect, self.clock = name, conn, dialect, clock
+        self.sid = dialect.session_id(conn)
+        self.active: _Pending | None = None
+        self.self_wait: WaitEdge | None = None
+        self.total_notices = 0
+        self._notices: list[tuple[float, ErrorInfo]] = []
+        self._lock = threading.Lock()
+        self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._loop, daemon=True, name=f"harness-session-{name}")
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            job()
+
+    def on_notice(self, notice: ErrorInfo) -> None:
+        with self._lock:
+            self._notices.append((self.clock(), notice))
+            self.total_notices += 1
+
+    def drain_notices(self) -> list[tuple[float, ErrorInfo]]:
+        with self._lock:
+            out, self._notices = self._notices, []
+        return out
+
+    def launch(self, pending: _Pending, work: Callable[[], StepResult]) -> None:
+        self.active = pending
+
+        def job() -> None:
+            try:
+                pending.result = work()
+            except ConnectionError as exc:
+                pending.result = StepResult(error=ErrorInfo("connection", f"connection lost: {exc}", "FATAL"))
+                pending.conn_lost = True
+            except Exception as exc:  # an action's own bug: a result, not an engine crash
+                pending.result = StepResult(error=ErrorInfo("harness", f"{type(exc).__name__}: {exc}"))
+            finally:
+                self.self_wait = None
+                pending.done.set()
+
+        self._jobs.put(job)
+
+    def run_now(self, sql: str) -> StepResult:
+        """Run SQL synchronously on this session (setup/teardown), in this worker's thread."""
+        box: dict[str, Any] = {}
+        ready = threading.Event()
+
+        def job() -> None:
+            try:
+                box["r"] = self.dialect.run_sql(self.conn, sql, self.on_notice)
+            except ConnectionError as exc:
+                box["r"] = StepResult(error=ErrorInfo("connection", f"connection lost: {exc}", "FATAL"))
+            finally:
+                ready.set()
+
+        self._jobs.put(job)
+        ready.wait()
+        return box["r"]
+
+    def stop(self) -> None:
+        self._jobs.put(None)
+        try:
+            self.conn.close()
+        except Exception:
+            pass
+
+
+class Engine:
+    """Runs interleavings of one scenario on one database; connections are reused between runs."""
+
+    def __init__(self, scenario: Scenario, backend: str, dialect: Dialect, info: ConnInfo,
+                 options: EngineOptions | None = None, actions: Mapping[str, Action] | None = None,
+                 server: str = "", connector: Callable[[str], Any] | None = None) -> None:
+        """``connector(session_name)`` overrides how connections are opened (e.g. a libpq conninfo
+        string for the isolationtester drop-in); the control connection is named "control connection"."""
+        self.scenario, self.backend, self.dialect, self.info = scenario, backend, dialect, info
+        self.connector = connector
+        self.options = options or EngineOptions(step_timeout=scenario.timeouts.step)
+        self.actions = dict(actions or {})
+        self.server = server
+        self._t0 = time.monotonic()
+        self.control: Any = None
+        self.monitor: Any = None
+        self.workers: dict[str, _Worker] = {}
+
+    # -- connections -------------------------------------------------------------------------------
+    def clock(self) -> float:
+        return time.monotonic() - self._t0
+
+    def _app_name(self, session: str) -> str | None:
+        return self.options.application_name(session) if self.options.application_name else None
+
+    def open(self) -> "Engine":
+        try:
+            self.control = self._connect("control connection")
+            self.monitor = self.control
+            for session in self.scenario.sessions:
+                self._open_worker(session.name)
+        except HarnessError:
+            self.close()
+            raise
+        except Exception as exc:
+            self.close()
+            raise ScenarioRunError(f"cannot connect to {self.info.redacted()}: {exc}") from exc
+        return self
+
+    def _connect(self, name: str) -> Any:
+        if self.connector is not None:
+            return self.connector(name)
+        return self.dialect.open_session(self.info, self._app_name(name))
+
+    def _open_worker(self, name: str) -> None:
+        self.workers[name] = _Worker(name, self._connect(name), self.dialect, self.clock)
+
+    def close(self) -> None:
+        for worker in self.workers.values():
+            worker.stop()
+        self.workers.clear()
+        if self.control is not None:
+            try:
+                self.control.close()
+            except Exception:
+                pass
+            self.control = self.monitor = None
+
+    def __enter__(self) -> "Engine":
+        return self.open()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- one interleaving --------------------------------------------------------------------------
+    def run(self, interleaving: Interleaving,
+            after_steps: Callable[[Trace, Any], None] | None = None) -> Trace:
+        """Run setup, the steps in order, ``after_steps`` (checks), then teardown; return the trace."""
+        self._t0 = time.monotonic()
+        trace = Trace(self.scenario.name, self.backend, [r.step for r in interleaving.steps],
+                      server=self.server, sessions=[s.name for s in self.scenario.sessions])
+        for name in list(self.workers):
+            self.workers[name].total_notices = 0
+        self._setup(trace)
+        waiting: list[_Pending] = []
+        try:
+            for ref in interleaving.steps:
+                step = self.scenario.step(ref.step)
+                worker = self.workers[step.session]
+                started = self.clock()
+                while worker.active is not None and not trace.hung:
+                    old = worker.active
+                    if not self._try_complete(old, trace, nonblock=False, retry=True):
+                        waiting.remove(old)
+                    waiting = self._try_complete_all(waiting, trace, nonblock=True)
+                    if worker.active is not None and self.clock() - started > 2 * self.options.step_timeout:
+                        self._hang(trace, waiting, f"step {worker.active.step.name} never completed")
+                if trace.hung:
+                    break
+                pending = self._launch(ref, step, worker, trace)
+                must_wait = self._try_complete(pending, trace, nonblock=True, retry=False)
+                waiting = self._try_complete_all(waiting, trace, nonblock=True)
+                if must_wait:
+                    waiting.append(pending)
+            if not trace.hung:
+                waiting = self._try_complete_all(waiting, trace, nonblock=False)
+                if waiting:
+                    self._hang(trace, waiting, "failed to complete permutation due to mutually-blocking steps")
+            if after_steps is not None and not trace.hung:
+                after_steps(trace, self.control)
+        finally:
+            self._teardown(trace)
+        return trace
+
+    def _launch(self, ref: StepRef, step: Step, worker: _Worker, trace: Trace) -> _Pending:
+        sql = self._sql_of(step)
+        pending = _Pending(ref, step, sql, worker, self.clock())
+        for blocker in ref.blockers:
+            if blocker.step is not None and blocker.notices is not None:
+                other = self.workers[self.scenario.step(blocker.step).session]
+                pending.target_notices[blocker.step] = other.total_notices + blocker.notices
+        trace.events.append(Event(pending.t_launch, "launch", worker.name, step.name, sql or None,
+                                  detail={"action": step.action} if step.action else {}))
+        if step.action is not None:
+            action = self.actions.get(step.action)
+            if action is None:
+                raise ScenarioRunError(f"{self.scenario.path}:{step.line}: step {step.name!r} uses action "
+                                       f"{step.action!r}, which this run does not provide "
+                                       f"(available: {', '.join(sorted(self.actions)) or 'none'}).")
+            ctx = ActionContext(worker.name, worker.conn, self.dialect, step.args, worker)
+            worker.launch(pending, lambda: action(ctx))
+        else:
+            worker.launch(pending, lambda: self.dialect.run_sql(worker.conn, sql, worker.on_notice))
+        return pending
+
+    def _sql_of(self, step: Step) -> str:
+        if step.sql is None:
+            return ""
+        sql = step.sql.for_backend(self.backend)
+        if sql is None:
+            raise ScenarioRunError(f"{self.scenario.path}:{step.line}: step {step.name!r} has no SQL for "
+                                   f"backend {self.backend!r}; add `{self.backend}:` under its sql.")
+        return sql
+
+    # -- isolationtester's try_complete_step(s) ---------------------------------------------------
+    def _try_complete_all(self, waiting: list[_Pending], trace: Trace, *, nonblock: bool) -> list[_Pending]:
+        while True:
+            before = len(waiting)
+            notices_before = sum(w.total_notices for w in self.workers.values())
+            still = [p for p in waiting if self._try_complete(p, trace, nonblock=nonblock, retry=True)]
+            have_blocker = any(p.ref.blockers for p in still)
+            notices_after = sum(w.total_notices for w in self.workers.values())
+            waiting = still
+            if not (have_blocker and (len(waiting) < before or notices_after != notices_before)):
+                return waiting
+
+    def _try_complete(self, p: _Pending, trace: Trace, *, nonblock: bool, retry: bool) -> bool:
+        """True if ``p`` is (still) waiting, False once it completed and was recorded."""
+        if trace.hung:  # the hang handler already cancelled and recorded every active step
+            return False
+        if not retry and any(b.step is None for b in p.ref.blockers):
+            self._report_waiting(p, trace, [], forced=True)
+            return True
+        start = self.clock()
+        delay = self.options.poll_first
+        while not p.done.is_set():
+            if p.done.wait(delay):
+                break
+            if nonblock:
+                waits = self._waits([p])
+                if waits and not p.done.is_set():
+                    self._flush_notices(p.worker, trace, p.step.name)
+                    if not retry:
+                        self._report_waiting(p, trace, waits)
+                    return True
+            elapsed = self.clock() - start
+            if elapsed > self.options.step_timeout and not p.canceled:
+                if self.options.on_timeout == "cancel":
+                    p.canceled = True
+                    self._cancel(p)
+                    trace.events.append(Event(self.clock(), "cancel", p.worker.name, p.step.name,
+                                              detail={"after_seconds": int(elapsed)}))
+                else:
+                    self._hang(trace, [p] + [w.active for w in self.workers.values()
+                                             if w.active is not None and w.active is not p],
+                               f"step {p.step.name} made no progress for {self.options.step_timeout:g}s")
+                    return False
+            if elapsed > 2 * self.options.step_timeout:
+                self._hang(trace, [p], f"step {p.step.name} timed out")
+                return False
+            delay = min(delay * 2, self.options.poll_max)
+        self._flush_notices(p.worker, trace, p.step.name)
+        blocker = self._active_blocker(p)
+        if blocker is not None:
+            if not retry:
+                self._report_waiting(p, trace, [], held_by=blocker)
+            return True
+        self._complete(p, trace)
+        return False
+
+    def _active_blocker(self, p: _Pending) -> str | None:
+        for b in p.ref.blockers:
+            if b.step is None:
+                continue
+            other = self.workers[self.scenario.step(b.step).session]
+            if b.notices is None:
+                if other.active is not None and other.active.step.name == b.step:
+                    return b.step
+            elif other.total_notices < p.target_notices.get(b.step, 0):
+                return b.step
+        return None
+
+    def _report_waiting(self, p: _Pending, trace: Trace, waits: list[WaitEdge], *, forced: bool = False,
+                        held_by: str | None = None) -> None:
+        p.reported_waiting = True
+        detail: dict[str, Any] = {}
+        if forced:
+            detail["forced"] = True
+        if held_by:
+            detail["held_by_step"] = held_by
+        trace.events.append(Event(self.clock(), "blocked", p.worker.name, p.step.name, p.sql or None,
+                                  waits=waits, detail=detail))
+
+    def _complete(self, p: _Pending, trace: Trace) -> None:
+        assert p.result is not None
+        detail: dict[str, Any] = {"after_wait": True} if p.reported_waiting else {}
+        if p.conn_lost:
+            detail["connection_lost"] = True
+        trace.events.append(Event(self.clock(), "complete", p.worker.name, p.step.name, p.sql or None,
+                                  result=p.result, detail=detail))
+        p.worker.active = None
+        if p.conn_lost:
+            self._reconnect(p.worker.name)
+
+    def _flush_notices(self, worker: _Worker, trace: Trace, step: str | None) -> None:
+        for t, notice in worker.drain_notices():
+            trace.events.append(Event(t, "notice", worker.name, step,
+                                      detail={"severity": notice.severity, "message": notice.message,
+                                              "code": notice.code}))
+
+    # -- who waits for whom ------------------------------------------------------------------------
+    def _waits(self, pendings: list[_Pending]) -> list[WaitEdge]:
+        by_sid = {w.sid: w.name for w in self.workers.values()}
+        wanted = {p.worker.sid for p in pendings}
+        edges: list[WaitEdge] = []
+        own = [p.worker.self_wait for p in pendings if p.worker.self_wait is not None]
+        edges.extend(w for w in own if w is not None)
+        for wait in self.dialect.waits(self.monitor, sorted(wanted)):
+            if wait.waiter in wanted:
+                edges.append(WaitEdge(by_sid[wait.waiter],
+                                      by_sid.get(wait.holder) if wait.holder else None, wait.lock, wait.detail))
+        return edges
+
+    def wait_graph(self) -> list[WaitEdge]:
+        """The current wait-for graph among this engine's sessions."""
+        active = [w.active for w in self.workers.values() if w.active is not None]
+        return self._waits(active) if active else []
+
+    # -- hangs and cleanup -------------------------------------------------------------------------
+    def _hang(self, trace: Trace, stuck: list[_Pending], reason: str) -> None:
+        if trace.hung:
+            return
+        trace.hung = True
+        graph = self.wait_graph()
+        trace.events.append(Event(self.clock(), "hang", detail={
+            "reason": reason, "active": [p.step.name for p in stuck if p is not None]}, waits=graph))
+        for worker in self.workers.values():
+            p = worker.active
+            if p is None:
+                continue
+            self._cancel(p)
+            if not p.done.wait(self.options.cancel_timeout):
+                self._terminate(worker)
+                p.done.wait(self.options.cancel_timeout)
+            trace.events.append(Event(self.clock(), "cancel", worker.name, p.step.name, result=p.result,
+                                      detail={"completed": p.done.is_set()}))
+            worker.active = None
+            if not p.done.is_set() or p.conn_lost:
+                self._reconnect(worker.name)
+
+    def _cancel(self, p: _Pending) -> None:
+        try:
+            self.dialect.cancel(self.monitor, p.worker.sid)
+        except Exception:
+            pass
+
+    def _terminate(self, worker: _Worker) -> None:
+        try:
+            self.dialect.terminate(self.monitor, worker.sid)
+        except Exception:
+            pass
+
+    def _reconnect(self, name: str) -> None:
+        old = self.workers.pop(name)
+        old.stop()
+        self._open_worker(name)
+
+    # -- setup / teardown --------------------------------------------------------------------------
+    def _run_control(self, sql: str) -> StepResult:
+        return self.dialect.run_sql(self.control, sql)
+
+    def _setup(self, trace: Trace) -> None:
+        for block in self.scenario.setup:
+            self._setup_block(trace, None, block, self._run_control, fatal=True)
+        for session in self.scenario.sessions:
+            worker = self.workers[session.name]
+            if session.isolation:
+                result = worker.run_now(self.dialect.isolation_sql(session.isolation))
+                if result.error:
+                    raise ScenarioRunError(f"{self.scenario.path}:{session.line}: isolation level "
+                                           f"{session.isolation!r} of session {session.name!r} was refused: "
+                                           f"{result.error.message}")
+            for block in session.setup:
+                self._setup_block(trace, session.name, block, worker.run_now, fatal=True)
+
+    def _teardown(self, trace: Trace) -> None:
+        for session in self.scenario.sessions:
+            worker = self.workers.get(session.name)
+            if worker is None:
+                continue
+            for block in session.teardown:
+                self._setup_block(trace, session.name, block, worker.run_now, fatal=False, kind="teardown")
+        for block in self.scenario.teardown:
+            self._setup_block(trace, None, block, self._run_control, fatal=False, kind="teardown")
+
+    def _setup_block(self, trace: Trace, session: str | None, block: SqlText,
+                     run: Callable[[str], StepResult], *, fatal: bool, kind: str = "setup") -> None:
+        sql = block.for_backend(self.backend)
+        if sql is None:
+            return
+        result = run(sql)
+        if session is not None:
+            self._flush_notices(self.workers[session], trace, None)
+        trace.events.append(Event(self.clock(), kind, session, None, sql, result=result))
+        if result.error and fatal:
+            where = f"session {session!r} " if session else ""
+            raise ScenarioRunError(f"{self.scenario.path}:{block.line}: {where}{kind} failed: "
+                                   f"{result.error.severity}: {result.error.message}"
+                                   + (f" ({result.error.code})" if result.error.code else ""))
+
+
+def all_interleavings(scenario: Scenario, limit: int) -> list[Interleaving]:
+    """Every interleaving that keeps each session's step order (isolationtester's order)."""
+    piles = [list(s.steps) for s in scenario.sessions]
+    out: list[Interleaving] = []
+
+    def count(sizes: tuple[int, ...]) -> int:
+        from math import factorial
+
+        total = factorial(sum(sizes))
+        for n in sizes:
+            total //= factorial(n)
+        return total
+
+    n = count(tuple(len(p) for p in piles))
+    if n > limit:
+        raise ScenarioRunError(
+            f"{scenario.path}: {len(piles)} sessions with {sum(len(p) for p in piles)} steps have {n} "
+            f"interleavings, more than the limit of {limit}. List the interesting ones under `interleavings:`, "
+            f"raise `max_interleavings:`, or let `harness explore` sample them."
+        )
+
+    def recurse(taken: list[int], prefix: list[str]) -> None:
+        found = False
+        for i, pile in enumerate(piles):
+            if taken[i] < len(pile):
+                found = True
+                taken[i] += 1
+                recurse(taken, prefix + [pile[taken[i] - 1].name])
+                taken[i] -= 1
+        if not found:
+            out.append(Interleaving(tuple(StepRef(s) for s in prefix)))
+
+    recurse([0] * len(piles), [])
+    return out
+
+
+__all__ = ["ActionContext", "Blocker", "Engine", "EngineOptions", "ScenarioRunError", "all_interleavings"]

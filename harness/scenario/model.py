@@ -1,0 +1,150 @@
+"""The scenario model: what a YAML scenario or an isolationtester spec says, as plain data.
+
+Loaders (``yaml_loader``, ``spec_loader``) build it and validate it; the engine runs it.  Every
+element remembers the source line it came from, so later errors can still point at the file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+ANY_BACKEND = "*"
+
+
+@dataclass(frozen=True)
+class SqlText:
+    """SQL that may differ per backend: ``by_backend[ANY_BACKEND]`` is the default."""
+
+    by_backend: Mapping[str, str]
+    line: int = 0
+
+    def for_backend(self, backend: str) -> str | None:
+        return self.by_backend.get(backend, self.by_backend.get(ANY_BACKEND))
+
+    @classmethod
+    def plain(cls, sql: str, line: int = 0) -> "SqlText":
+        return cls({ANY_BACKEND: sql}, line)
+
+
+@dataclass(frozen=True)
+class StepExpect:
+    """What a step must do on one backend: succeed, fail with a code, and/or block first."""
+
+    error: str | None = None  # SQLSTATE / error number; "any" for any error
+    ok: bool | None = None  # True: must succeed
+    blocks: bool | None = None  # True: must be seen blocked; False: must never block
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    session: str
+    sql: SqlText | None = None
+    action: str | None = None  # a harness action name (lock, clock, ...), None for SQL
+    args: Mapping[str, Any] = field(default_factory=dict)
+    expect: Mapping[str, StepExpect] = field(default_factory=dict)  # backend (or "*") -> expectation
+    line: int = 0
+
+    def expect_for(self, backend: str) -> StepExpect | None:
+        return self.expect.get(backend, self.expect.get(ANY_BACKEND))
+
+
+@dataclass(frozen=True)
+class Session:
+    name: str
+    steps: tuple[Step, ...]
+    setup: tuple[SqlText, ...] = ()
+    teardown: tuple[SqlText, ...] = ()
+    isolation: str | None = None  # e.g. "read committed", "repeatable read", "serializable"
+    line: int = 0
+
+
+@dataclass(frozen=True)
+class Blocker:
+    """isolationtester's step annotations: ``(*)``, ``(otherstep)``, ``(otherstep notices N)``."""
+
+    step: str | None  # None means "*": report as blocked at once
+    notices: int | None = None
+
+
+@dataclass(frozen=True)
+class StepRef:
+    step: str
+    blockers: tuple[Blocker, ...] = ()
+
+
+@dataclass(frozen=True)
+class Check:
+    """An invariant evaluated after each interleaving: query returns no rows / some rows / a value."""
+
+    name: str
+    sql: SqlText
+    kind: str  # "empty" | "nonempty" | "equals"
+    expected: Any = None
+    line: int = 0
+
+
+@dataclass(frozen=True)
+class Expectation:
+    """The verdict an interleaving must have: ``holds`` (all checks pass) or ``violates`` one check."""
+
+    violates: str | None = None  # None means "holds"
+    line: int = 0
+
+    def describe(self) -> str:
+        return f"violates: {self.violates}" if self.violates else "holds"
+
+
+@dataclass(frozen=True)
+class Interleaving:
+    steps: tuple[StepRef, ...]
+    name: str | None = None
+    expect: Mapping[str, Expectation] = field(default_factory=dict)  # backend (or "*") -> verdict
+    line: int = 0
+
+    @property
+    def label(self) -> str:
+        return self.name or " ".join(s.step for s in self.steps)
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    step: float = 10.0  # a step may make no progress this long (the server's deadlock detector
+    #                     fires well within it) before the run is declared hung
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    path: str
+    sessions: tuple[Session, ...]
+    setup: tuple[SqlText, ...] = ()
+    teardown: tuple[SqlText, ...] = ()
+    interleavings: tuple[Interleaving, ...] = ()  # empty: all order-preserving interleavings
+    checks: tuple[Check, ...] = ()
+    expect: Mapping[str, Expectation] = field(default_factory=dict)  # default for interleavings
+    backends: tuple[str, ...] = ("postgres", "mysql")
+    description: str = ""
+    max_interleavings: int = 100
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    source: str = "yaml"  # "yaml" | "spec"
+
+    def step(self, name: str) -> Step:
+        for session in self.sessions:
+            for step in session.steps:
+                if step.name == name:
+                    return step
+        raise KeyError(name)
+
+    @property
+    def step_names(self) -> list[str]:
+        return [s.name for sess in self.sessions for s in sess.steps]
+
+    def expectation(self, interleaving: Interleaving, backend: str) -> Expectation | None:
+        for table in (interleaving.expect, self.expect):
+            if backend in table:
+                return table[backend]
+            if ANY_BACKEND in table:
+                return table[ANY_BACKEND]
+        return None
