@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
+import json
 import sys
+import time
+from pathlib import Path
 from typing import Sequence
 
+from . import __version__
 from .config import Settings, load_settings
-from .errors import HarnessError
+from .errors import HarnessError, ScenarioError
 
 
 def _add_server_options(p: argparse.ArgumentParser) -> None:
@@ -43,6 +48,71 @@ def cmd_setup(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    from .pool import ServerPool
+    from .report.text import print_outcomes
+    from .results import RunResults
+    from .runner import parse_interleaving, run_scenario
+    from .scenario.yaml_loader import load_file, scenario_files
+
+    settings = settings_from(args)
+    files = list(scenario_files(args.files))
+    if not files:
+        raise ScenarioError("no scenario files (.yaml, .yml, .spec) found there.", path=" ".join(args.files))
+    scenarios, errors = [], []
+    for f in files:
+        try:
+            scenarios.append(load_file(f))
+        except ScenarioError as exc:
+            errors.append(str(exc))
+    if errors:
+        for e in errors:
+            print(f"harness: error: {e}", file=sys.stderr)
+        return 2
+    if args.interleaving and len(scenarios) != 1:
+        raise HarnessError("--interleaving needs exactly one scenario file.")
+
+    results = RunResults(started=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                         harness_version=__version__, command=" ".join(["harness", *sys.argv[1:]]))
+    started = time.perf_counter()
+    pool = ServerPool(settings)
+    exit_code = 0
+    try:
+        for scenario in scenarios:
+            if scenario.source == "spec":
+                from .isolation import run_spec_on_server
+
+                exit_code = max(exit_code, run_spec_on_server(scenario, pool.get("postgres"), sys.stdout))
+                continue
+            chosen = [parse_interleaving(scenario, args.interleaving)] if args.interleaving else None
+            for backend in [b for b in settings.backends if b in scenario.backends]:
+                server = pool.get(backend)
+                results.servers[backend] = f"{server.flavor} {server.version}"
+                outcomes = run_scenario(scenario, backend, server, interleavings=chosen)
+                results.outcomes.extend(outcomes)
+                print_outcomes(outcomes, sys.stdout, verbose=args.verbose)
+    finally:
+        pool.close()
+    results.duration = time.perf_counter() - started
+    if args.json:
+        Path(args.json).write_text(json.dumps(results.to_json(), indent=1))
+    if args.report:
+        from .report.html import write_report
+
+        print(f"report: {write_report(results, Path(args.report))}")
+    if results.outcomes:
+        failed = sum(not o.passed for o in results.outcomes)
+        print(f"\n{len(results.outcomes)} outcomes, {failed} not as expected, {results.duration:.1f}s")
+        exit_code = max(exit_code, 1 if failed else 0)
+    return exit_code
+
+
+def cmd_isolationtester(args: argparse.Namespace) -> int:
+    from .isolation import isolationtester_main
+
+    return isolationtester_main(list(args.args), sys.stdin, sys.stdout, sys.stderr)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="harness", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -53,6 +123,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("setup", help="install missing server packages (apt, as root) and warm the cache")
     _add_server_options(p)
     p.set_defaults(func=cmd_setup)
+    p = sub.add_parser("run", help="run scenario files (.yaml) and isolation specs (.spec)")
+    p.add_argument("files", nargs="+", help="scenario files or folders")
+    p.add_argument("--interleaving", help='run only this interleaving, e.g. "a1 b1 a2 b2"')
+    p.add_argument("-v", "--verbose", action="store_true", help="print every trace, not only failures")
+    p.add_argument("--json", help="write the JSON results file here")
+    p.add_argument("--report", help="write the HTML report into this folder")
+    _add_server_options(p)
+    p.set_defaults(func=cmd_run)
+    p = sub.add_parser("isolationtester", help="drop-in for PostgreSQL's isolationtester (spec on stdin)")
+    p.add_argument("args", nargs=argparse.REMAINDER, help="[CONNINFO]")
+    p.set_defaults(func=cmd_isolationtester)
     return parser
 
 

@@ -377,9 +377,10 @@ class Engine:
 
     def _flush_notices(self, worker: _Worker, trace: Trace, step: str | None) -> None:
         for t, notice in worker.drain_notices():
+            extra = getattr(notice, "extra", None) or {}  # dialect-specific (e.g. libpq's formatted text)
             trace.events.append(Event(t, "notice", worker.name, step,
                                       detail={"severity": notice.severity, "message": notice.message,
-                                              "code": notice.code}))
+                                              "code": notice.code, **extra}))
 
     # -- who waits for whom ------------------------------------------------------------------------
     def _waits(self, pendings: list[_Pending]) -> list[WaitEdge]:
@@ -388,7 +389,8 @@ class Engine:
         edges: list[WaitEdge] = []
         own = [p.worker.self_wait for p in pendings if p.worker.self_wait is not None]
         edges.extend(w for w in own if w is not None)
-        for wait in self.dialect.waits(self.monitor, sorted(wanted)):
+        # ask about every session: holders only count if they are sessions of this run
+        for wait in self.dialect.waits(self.monitor, sorted(by_sid)):
             if wait.waiter in wanted:
                 edges.append(WaitEdge(by_sid[wait.waiter],
                                       by_sid.get(wait.holder) if wait.holder else None, wait.lock, wait.detail))

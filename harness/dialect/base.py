@@ -122,7 +122,11 @@ class Dialect(ABC):
 
     @abstractmethod
     def waits(self, monitor: Any, session_ids: list[int]) -> list[Wait]:
-        """Which of ``session_ids`` are blocked in the server right now, and on whom."""
+        """Which of ``session_ids`` are blocked in the server right now, and on whom.
+
+        Holders outside ``session_ids`` are not reported (as isolationtester: a transient wait on
+        autovacuum is not a scheduling fact), except unknown/prepared-transaction holders (None).
+        """
 
     @abstractmethod
     def cancel(self, monitor: Any, session_id: int) -> None:

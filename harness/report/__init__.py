@@ -1,0 +1,1 @@
+"""Reports read results and traces: terminal text, JSON results file, HTML."""

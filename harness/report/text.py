@@ -1,0 +1,71 @@
+"""Terminal output for `harness run`: one line per scenario x backend, details only for failures."""
+
+from __future__ import annotations
+
+from typing import TextIO
+
+from ..results import Outcome
+from ..trace import Trace
+
+
+def trace_lines(trace: Trace) -> list[str]:
+    """A compact step-by-step account: who ran what, who blocked on whom, what failed."""
+    lines = []
+    for e in trace.events:
+        sql = " ".join((e.sql or "").split())
+        sql = sql if len(sql) <= 70 else sql[:67] + "..."
+        if e.kind == "launch":
+            continue
+        if e.kind == "blocked":
+            on = ", ".join(f"{w.holder or '?'} ({w.lock})" for w in e.waits) or e.detail.get("held_by_step", "annotation")
+            lines.append(f"  {e.t * 1000:8.1f} ms  {e.session:>6} {e.step:<8} BLOCKED on {on}: {sql}")
+        elif e.kind == "complete":
+            res = e.result
+            if res is not None and res.error:
+                what = f"ERROR {res.error.code}: {res.error.message}"
+            elif res is not None and res.last_rows:
+                what = "-> " + "; ".join("|".join("NULL" if v is None else v for v in row) for row in res.last_rows[:3])
+            else:
+                what = "ok"
+            after = " (after wait)" if e.detail.get("after_wait") else ""
+            lines.append(f"  {e.t * 1000:8.1f} ms  {e.session:>6} {e.step:<8} {sql}  {what}{after}")
+        elif e.kind == "notice":
+            lines.append(f"  {e.t * 1000:8.1f} ms  {e.session:>6} {'':8} {e.detail.get('severity')}: {e.detail.get('message')}")
+        elif e.kind == "check":
+            mark = "ok" if e.detail.get("ok") else "VIOLATED"
+            lines.append(f"  {'':11}  check {e.step}: {mark} (expected {e.detail.get('expected')}, got {e.detail.get('actual')})")
+        elif e.kind in ("hang", "cancel", "fault"):
+            graph = ", ".join(f"{w.waiter}->{w.holder or '?'} ({w.lock})" for w in e.waits)
+            lines.append(f"  {e.t * 1000:8.1f} ms  {e.kind.upper()} {e.session or ''} {e.step or ''} "
+                         f"{e.detail.get('reason', '')} {graph}".rstrip())
+    return lines
+
+
+def print_outcomes(outcomes: list[Outcome], out: TextIO, *, verbose: bool = False) -> None:
+    groups: dict[tuple[str, str], list[Outcome]] = {}
+    for o in outcomes:
+        groups.setdefault((o.path, o.backend), []).append(o)
+    for (path, backend), group in groups.items():
+        failed = [o for o in group if not o.passed]
+        bugs = [o for o in group if o.passed and o.expected.startswith("violates")]
+        kinds = {o.kind for o in group}
+        noun = "exploration" if kinds == {"exploration"} else "interleaving"
+        status = "ok  " if not failed else "FAIL"
+        summary = f"{len(group) - len(failed)}/{len(group)} {noun}s as expected"
+        if bugs:
+            summary += f" ({len(bugs)} show the bug, as expected)"
+        out.write(f"{status} {path} [{backend}] {group[0].scenario}: {summary}\n")
+        for o in group:
+            if o.passed and not verbose:
+                continue
+            out.write(f"     {'ok  ' if o.passed else 'FAIL'} {o.label}: expected {o.expected}"
+                      + (f", violated {', '.join(o.violated)}" if o.violated else "") + "\n")
+            for problem in o.problems:
+                out.write(f"          - {problem}\n")
+            if o.trace is not None and (verbose or not o.passed):
+                for line in trace_lines(o.trace):
+                    out.write(f"       {line}\n")
+            if not o.passed:
+                out.write(f"          replay: {o.replay}\n")
+    total_failed = sum(not o.passed for o in outcomes)
+    out.write(f"{len(outcomes)} outcomes: {len(outcomes) - total_failed} as expected, {total_failed} not\n")

@@ -1,0 +1,82 @@
+"""Results of a run as plain data: one :class:`Outcome` per (scenario, backend, interleaving or
+exploration).  Serialised as the JSON results file that reports are rendered from (schema in
+``docs/results-schema.md``)."""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass, field
+from typing import Any
+
+from .trace import Trace
+
+SCHEMA_VERSION = 1
+
+
+@dataclass
+class Outcome:
+    scenario: str
+    path: str
+    backend: str
+    label: str  # interleaving name or its steps; "exploration" for explored ones
+    schedule: list[str]  # the steps (or actor decisions) in order
+    passed: bool
+    expected: str  # "holds" / "violates: <check>"
+    violated: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    duration: float = 0.0
+    trace: Trace | None = None
+    error: str | None = None  # the scenario could not run at all (setup failed, ...)
+    kind: str = "interleaving"  # "interleaving" | "exploration"
+    schedules_run: int = 1  # explorations: how many schedules were tried
+    seed: int | None = None
+
+    @property
+    def replay(self) -> str:
+        """The command that reproduces exactly this outcome."""
+        if self.kind == "exploration" and not self.violated and self.passed and not self.schedule:
+            return f"harness explore {shlex.quote(self.path)} --backend {self.backend}"
+        return (f"harness run {shlex.quote(self.path)} --backend {self.backend} "
+                f"--interleaving {shlex.quote(' '.join(self.schedule))}")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"scenario": self.scenario, "path": self.path, "backend": self.backend, "label": self.label,
+                "schedule": list(self.schedule), "passed": self.passed, "expected": self.expected,
+                "violated": list(self.violated), "problems": list(self.problems),
+                "duration": round(self.duration, 6), "error": self.error, "kind": self.kind,
+                "schedules_run": self.schedules_run, "seed": self.seed, "replay": self.replay,
+                "trace": self.trace.to_json() if self.trace else None}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "Outcome":
+        return cls(scenario=d["scenario"], path=d["path"], backend=d["backend"], label=d["label"],
+                   schedule=list(d["schedule"]), passed=d["passed"], expected=d["expected"],
+                   violated=list(d.get("violated", [])), problems=list(d.get("problems", [])),
+                   duration=d.get("duration", 0.0), error=d.get("error"), kind=d.get("kind", "interleaving"),
+                   schedules_run=d.get("schedules_run", 1), seed=d.get("seed"),
+                   trace=Trace.from_json(d["trace"]) if d.get("trace") else None)
+
+
+@dataclass
+class RunResults:
+    outcomes: list[Outcome] = field(default_factory=list)
+    started: str = ""  # ISO 8601, UTC
+    duration: float = 0.0
+    harness_version: str = ""
+    servers: dict[str, str] = field(default_factory=dict)  # backend -> "postgres 15.18"
+    command: str = ""
+
+    @property
+    def passed(self) -> bool:
+        return all(o.passed for o in self.outcomes)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"schema": SCHEMA_VERSION, "started": self.started, "duration": round(self.duration, 6),
+                "harness_version": self.harness_version, "servers": dict(self.servers), "command": self.command,
+                "passed": self.passed, "outcomes": [o.to_json() for o in self.outcomes]}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "RunResults":
+        return cls(outcomes=[Outcome.from_json(o) for o in d.get("outcomes", [])], started=d.get("started", ""),
+                   duration=d.get("duration", 0.0), harness_version=d.get("harness_version", ""),
+                   servers=dict(d.get("servers", {})), command=d.get("command", ""))

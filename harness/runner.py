@@ -1,0 +1,75 @@
+"""Run YAML scenarios: scenario x backend x interleavings on a fresh database -> outcomes.
+
+This is the library API the CLI and the pytest plugin call; it glues engine and checks together.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Mapping
+
+from .check import evaluate_checks, verdict
+from .engine import Action, Engine, EngineOptions, ScenarioRunError, all_interleavings
+from .errors import ScenarioError
+from .provision import Database, Server
+from .results import Outcome
+from .scenario.model import Interleaving, Scenario, StepRef
+
+
+def parse_interleaving(scenario: Scenario, text: str) -> Interleaving:
+    """``"a1 b1 a2"`` -> an Interleaving, with the expectation of a matching one in the file."""
+    names = text.replace(",", " ").split()
+    known = scenario.step_names
+    for name in names:
+        if name not in known:
+            import difflib
+
+            close = difflib.get_close_matches(name, known, n=1)
+            raise ScenarioError(f"--interleaving names step {name!r}, which no session defines"
+                                + (f"; did you mean {close[0]!r}?" if close else f"; steps are: {' '.join(known)}."),
+                                path=scenario.path)
+    for il in scenario.interleavings:
+        if [s.step for s in il.steps] == names:
+            return il
+    return Interleaving(tuple(StepRef(n) for n in names))
+
+
+def interleavings_of(scenario: Scenario) -> list[Interleaving]:
+    return list(scenario.interleavings) or all_interleavings(scenario, scenario.max_interleavings)
+
+
+def run_scenario(scenario: Scenario, backend: str, server: Server, *,
+                 interleavings: list[Interleaving] | None = None, database: Database | None = None,
+                 options: EngineOptions | None = None, actions: Mapping[str, Action] | None = None
+                 ) -> list[Outcome]:
+    """Run interleavings (default: the scenario's, or all) on a fresh database; one outcome each."""
+    chosen = interleavings if interleavings is not None else interleavings_of(scenario)
+    db = database or server.create_database()
+    outcomes: list[Outcome] = []
+    server_name = f"{server.flavor} {server.version}"
+    try:
+        with Engine(scenario, backend, server.dialect, db.info, options, actions=actions, server=server_name) as eng:
+            for il in chosen:
+                start = time.perf_counter()
+                steps = [s.step for s in il.steps]
+
+                def checks(trace: Any, conn: Any) -> None:
+                    evaluate_checks(scenario, backend, trace, server.dialect, conn, eng.clock())
+
+                try:
+                    trace = eng.run(il, after_steps=checks)
+                except ScenarioRunError as exc:
+                    outcomes.append(Outcome(scenario.name, scenario.path, backend, il.label, steps, False,
+                                            "-", error=str(exc), problems=[str(exc)],
+                                            duration=time.perf_counter() - start))
+                    break  # setup is the same for every interleaving: the rest would fail alike
+                v = verdict(scenario, il, backend, trace)
+                outcomes.append(Outcome(scenario.name, scenario.path, backend, il.label, steps, v.passed,
+                                        v.expected, v.violated, v.problems, time.perf_counter() - start, trace))
+    except ScenarioRunError as exc:
+        outcomes.append(Outcome(scenario.name, scenario.path, backend, "-", [], False, "-", error=str(exc),
+                                problems=[str(exc)]))
+    finally:
+        if database is None:
+            db.drop()
+    return outcomes

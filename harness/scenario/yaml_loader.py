@@ -1,0 +1,376 @@
+"""Load and validate YAML scenario files into the :mod:`harness.scenario.model`.
+
+The YAML is read as a node tree so every error can name ``file:line``, the key, what was expected
+and, for misspelt keys or names, the closest valid one.  Nothing but :class:`ScenarioError` escapes.
+The format is documented in ``docs/scenario-format.md``.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import yaml
+
+from ..config import BACKENDS
+from ..errors import ScenarioError
+from .model import (ANY_BACKEND, Check, Expectation, Interleaving, Scenario, Session, SqlText, Step,
+                    StepExpect, StepRef, Timeouts)
+
+SCENARIO_KEYS = ("name", "description", "backends", "setup", "teardown", "sessions", "checks",
+                 "interleavings", "expect", "max_interleavings", "timeouts", "actors", "explore")
+SESSION_KEYS = ("isolation", "setup", "teardown", "steps")
+STEP_KEYS = ("sql", "action", "args", "expect")
+CHECK_KEYS = ("sql", "expect")
+INTERLEAVING_KEYS = ("steps", "name", "expect")
+STEP_EXPECT_KEYS = ("ok", "error", "blocks")
+ISOLATION_LEVELS = ("read uncommitted", "read committed", "repeatable read", "serializable")
+#: harness actions a YAML step may use; the exploration and fault issues add their implementations
+KNOWN_ACTIONS = ("lock", "unlock", "clock", "expire_lease", "sleep_ms", "point")
+
+
+def _closest(word: str, options: Any) -> str:
+    match = difflib.get_close_matches(str(word), [str(o) for o in options], n=1, cutoff=0.5)
+    return f" Did you mean {match[0]!r}?" if match else ""
+
+
+class _Reader:
+    """Walks the YAML node tree with the file's name, turning every problem into a ScenarioError."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def fail(self, node: yaml.Node | None, message: str) -> ScenarioError:
+        line = node.start_mark.line + 1 if node is not None else None
+        return ScenarioError(message, path=self.path, line=line)
+
+    def mapping(self, node: yaml.Node, what: str, allowed: tuple[str, ...] | None = None
+                ) -> list[tuple[str, yaml.ScalarNode, yaml.Node]]:
+        if not isinstance(node, yaml.MappingNode):
+            raise self.fail(node, f"{what} must be a mapping (key: value lines), not {self._kind(node)}.")
+        out: list[tuple[str, yaml.ScalarNode, yaml.Node]] = []
+        seen: set[str] = set()
+        for key_node, value in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):
+                raise self.fail(key_node, f"keys in {what} must be plain names.")
+            key = str(key_node.value)
+            if key in seen:
+                raise self.fail(key_node, f"key {key!r} appears twice in {what}.")
+            seen.add(key)
+            if allowed is not None and key not in allowed:
+                raise self.fail(key_node, f"unknown key {key!r} in {what}; expected one of: "
+                                          f"{', '.join(allowed)}.{_closest(key, allowed)}")
+            out.append((key, key_node, value))
+        return out
+
+    def scalar(self, node: yaml.Node, what: str) -> str:
+        if not isinstance(node, yaml.ScalarNode) or node.tag.endswith(":null"):
+            raise self.fail(node, f"{what} must be a single value, not {self._kind(node)}.")
+        return str(node.value)
+
+    def text(self, node: yaml.Node, what: str) -> str:
+        value = self.scalar(node, what)
+        if not value.strip():
+            raise self.fail(node, f"{what} is empty.")
+        return value
+
+    def number(self, node: yaml.Node, what: str, minimum: float = 0) -> float:
+        raw = self.scalar(node, what)
+        try:
+            value = float(raw)
+        except ValueError:
+            raise self.fail(node, f"{what} must be a number, not {raw!r}.") from None
+        if value < minimum:
+            raise self.fail(node, f"{what} must be at least {minimum:g}, not {raw}.")
+        return value
+
+    def sequence(self, node: yaml.Node, what: str) -> list[yaml.Node]:
+        if not isinstance(node, yaml.SequenceNode):
+            raise self.fail(node, f"{what} must be a list (lines starting with '- '), not {self._kind(node)}.")
+        return list(node.value)
+
+    def value(self, node: yaml.Node) -> Any:
+        """A plain Python value (for action args and check values)."""
+        return yaml.safe_load(yaml.serialize(node))
+
+    @staticmethod
+    def _kind(node: yaml.Node) -> str:
+        if isinstance(node, yaml.MappingNode):
+            return "a mapping"
+        if isinstance(node, yaml.SequenceNode):
+            return "a list"
+        if node.tag.endswith(":null"):
+            return "empty"
+        return f"the value {node.value!r}"
+
+    # -- shared shapes ---------------------------------------------------------------------------
+    def sql(self, node: yaml.Node, what: str) -> SqlText:
+        """``SQL`` or ``{postgres: SQL, mysql: SQL}`` (either key may be missing)."""
+        line = node.start_mark.line + 1
+        if isinstance(node, yaml.MappingNode):
+            by: dict[str, str] = {}
+            for key, key_node, value in self.mapping(node, what, BACKENDS):
+                by[key] = self.text(value, f"{what} for {key}")
+            if not by:
+                raise self.fail(node, f"{what} has no SQL.")
+            return SqlText(by, line)
+        return SqlText({ANY_BACKEND: self.text(node, what)}, line)
+
+    def sql_blocks(self, node: yaml.Node, what: str) -> tuple[SqlText, ...]:
+        """One SQL text, a per-backend mapping, or a list of either (run as separate blocks)."""
+        if isinstance(node, yaml.SequenceNode):
+            return tuple(self.sql(item, f"{what} item") for item in node.value)
+        return (self.sql(node, what),)
+
+    def per_backend(self, node: yaml.Node, what: str, parse: Callable[[yaml.Node, str], Any],
+                    inner_keys: tuple[str, ...] = ()) -> dict[str, Any]:
+        """A value for all backends, or ``{postgres: value, mysql: value}``."""
+        if isinstance(node, yaml.MappingNode):
+            keys = [str(k.value) for k, _ in node.value]
+            if keys and all(k in BACKENDS for k in keys):
+                return {k: parse(v, f"{what} for {k}") for k, _, v in self.mapping(node, what, BACKENDS)}
+            if inner_keys and not any(k in inner_keys for k in keys) and any(k in BACKENDS for k in keys):
+                self.mapping(node, what, BACKENDS)  # raises on the non-backend key, with a suggestion
+        return {ANY_BACKEND: parse(node, what)}
+
+
+def _expectation(r: _Reader, node: yaml.Node, what: str) -> Expectation:
+    line = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        items = r.mapping(node, what, ("violates",))
+        return Expectation(violates=r.text(items[0][2], f"{what} violates"), line=line)
+    raw = r.scalar(node, what).strip()
+    if raw == "holds":
+        return Expectation(None, line)
+    head, sep, rest = raw.partition(":")
+    if head.strip() == "violates" and sep and rest.strip():
+        return Expectation(rest.strip(), line)
+    raise r.fail(node, f"{what} must be 'holds' or 'violates: <check name>', not {raw!r}."
+                       + _closest(head.strip(), ("holds", "violates")))
+
+
+def _step_expect(r: _Reader, node: yaml.Node, what: str) -> StepExpect:
+    if not isinstance(node, yaml.MappingNode):
+        raw = r.scalar(node, what).strip()
+        if raw == "ok":
+            return StepExpect(ok=True)
+        if raw == "blocks":
+            return StepExpect(blocks=True)
+        raise r.fail(node, f"{what} must be 'ok', 'blocks', or a mapping with {', '.join(STEP_EXPECT_KEYS)}, "
+                           f"not {raw!r}.{_closest(raw, ('ok', 'blocks', 'error'))}")
+    out: dict[str, Any] = {}
+    for key, key_node, value in r.mapping(node, what, STEP_EXPECT_KEYS):
+        if key == "error":
+            out["error"] = r.text(value, f"{what} error").strip()
+        else:
+            raw = r.scalar(value, f"{what} {key}").strip().lower()
+            if raw not in ("true", "false"):
+                raise r.fail(value, f"{what} {key} must be true or false, not {raw!r}.")
+            out[key] = raw == "true"
+    if out.get("ok") and out.get("error"):
+        raise r.fail(node, f"{what} cannot expect both ok and an error.")
+    return StepExpect(**out)
+
+
+def _check(r: _Reader, name: str, node: yaml.Node) -> Check:
+    what = f"check {name!r}"
+    items = dict((k, v) for k, _, v in r.mapping(node, what, CHECK_KEYS))
+    if "sql" not in items:
+        raise r.fail(node, f"{what} needs `sql:` (a query) and `expect:` (empty, nonempty or {{equals: value}}).")
+    sql = r.sql(items["sql"], f"{what} sql")
+    expect = items.get("expect")
+    if expect is None:
+        return Check(name, sql, "empty", None, node.start_mark.line + 1)
+    if isinstance(expect, yaml.MappingNode):
+        entries = r.mapping(expect, f"{what} expect", ("equals",))
+        if not entries:
+            raise r.fail(expect, f"{what} expect mapping is empty; write {{equals: value}}.")
+        return Check(name, sql, "equals", r.value(entries[0][2]), node.start_mark.line + 1)
+    kind = r.scalar(expect, f"{what} expect").strip()
+    if kind not in ("empty", "nonempty"):
+        raise r.fail(expect, f"{what} expect must be empty, nonempty or {{equals: value}}, not {kind!r}."
+                             + _closest(kind, ("empty", "nonempty", "equals")))
+    return Check(name, sql, kind, None, node.start_mark.line + 1)
+
+
+def _step(r: _Reader, session: str, name: str, node: yaml.Node) -> Step:
+    what = f"step {name!r}"
+    line = node.start_mark.line + 1
+    if not isinstance(node, yaml.MappingNode) or (
+            all(str(k.value) in BACKENDS for k, _ in node.value) and node.value):
+        return Step(name, session, sql=r.sql(node, f"{what} sql"), line=line)
+    items = dict((k, v) for k, _, v in r.mapping(node, what, STEP_KEYS))
+    if ("sql" in items) == ("action" in items):
+        raise r.fail(node, f"{what} needs exactly one of `sql:` or `action:`.")
+    expect = r.per_backend(items["expect"], f"{what} expect", lambda n, w: _step_expect(r, n, w),
+                           STEP_EXPECT_KEYS) if "expect" in items else {}
+    if "sql" in items:
+        if "args" in items:
+            raise r.fail(items["args"], f"{what}: `args:` belongs to action steps only.")
+        return Step(name, session, sql=r.sql(items["sql"], f"{what} sql"), expect=expect, line=line)
+    action = r.text(items["action"], f"{what} action").strip()
+    if action not in KNOWN_ACTIONS:
+        raise r.fail(items["action"], f"{what} uses unknown action {action!r}; known actions: "
+                                      f"{', '.join(KNOWN_ACTIONS)}.{_closest(action, KNOWN_ACTIONS)}")
+    args = r.value(items["args"]) if "args" in items else {}
+    if not isinstance(args, dict):
+        raise r.fail(items["args"], f"{what} args must be a mapping.")
+    return Step(name, session, action=action, args=args, expect=expect, line=line)
+
+
+def _session(r: _Reader, name: str, node: yaml.Node, step_names: dict[str, int]) -> Session:
+    what = f"session {name!r}"
+    items = {k: (kn, v) for k, kn, v in r.mapping(node, what, SESSION_KEYS)}
+    if "steps" not in items:
+        raise r.fail(node, f"{what} has no `steps:`; give it a mapping of step names to SQL.")
+    steps = []
+    for step_name, key_node, value in r.mapping(items["steps"][1], f"{what} steps"):
+        if step_name in step_names:
+            raise r.fail(key_node, f"step name {step_name!r} is already used at line {step_names[step_name]}; "
+                                   "step names must be unique across sessions.")
+        step_names[step_name] = key_node.start_mark.line + 1
+        steps.append(_step(r, name, step_name, value))
+    if not steps:
+        raise r.fail(items["steps"][1], f"{what} has no steps.")
+    isolation = None
+    if "isolation" in items:
+        isolation = r.text(items["isolation"][1], f"{what} isolation").strip().lower()
+        if isolation not in ISOLATION_LEVELS:
+            raise r.fail(items["isolation"][1], f"{what} isolation must be one of {', '.join(ISOLATION_LEVELS)}, "
+                                                f"not {isolation!r}.{_closest(isolation, ISOLATION_LEVELS)}")
+    return Session(
+        name, tuple(steps),
+        setup=r.sql_blocks(items["setup"][1], f"{what} setup") if "setup" in items else (),
+        teardown=r.sql_blocks(items["teardown"][1], f"{what} teardown") if "teardown" in items else (),
+        isolation=isolation, line=node.start_mark.line + 1,
+    )
+
+
+def _interleaving(r: _Reader, node: yaml.Node, index: int, step_names: dict[str, int]) -> Interleaving:
+    what = f"interleaving #{index + 1}"
+    name, expect = None, {}
+    steps_node = node
+    if isinstance(node, yaml.MappingNode):
+        items = dict((k, v) for k, _, v in r.mapping(node, what, INTERLEAVING_KEYS))
+        if "steps" not in items:
+            raise r.fail(node, f"{what} needs `steps:` (step names separated by spaces).")
+        steps_node = items["steps"]
+        name = r.text(items["name"], f"{what} name").strip() if "name" in items else None
+        if "expect" in items:
+            expect = r.per_backend(items["expect"], f"{what} expect", lambda n, w: _expectation(r, n, w))
+    if isinstance(steps_node, yaml.SequenceNode):
+        names = [r.text(s, f"{what} step") .strip() for s in steps_node.value]
+    else:
+        names = r.text(steps_node, f"{what} steps").split()
+    for step in names:
+        if step not in step_names:
+            raise r.fail(steps_node, f"{what} names step {step!r}, which no session defines."
+                                     + _closest(step, step_names))
+    return Interleaving(tuple(StepRef(s) for s in names), name, expect, node.start_mark.line + 1)
+
+
+def load_yaml(text: str, path: str) -> Scenario:
+    """Parse and validate one scenario; raises ScenarioError naming path:line on any problem."""
+    r = _Reader(path)
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        raise ScenarioError(f"not valid YAML: {exc.problem or exc.context}.", path=path,
+                            line=mark.line + 1 if mark else None) from None
+    except yaml.YAMLError as exc:
+        raise ScenarioError(f"not valid YAML: {exc}.", path=path) from None
+    except (ValueError, RecursionError) as exc:  # e.g. control characters PyYAML rejects late
+        raise ScenarioError(f"not valid YAML: {exc}.", path=path) from None
+    if root is None:
+        raise ScenarioError("the file is empty; a scenario needs at least `sessions:`.", path=path, line=1)
+    items = {k: (kn, v) for k, kn, v in r.mapping(root, "the scenario", SCENARIO_KEYS)}
+    if "sessions" not in items:
+        raise r.fail(root, "the scenario has no `sessions:`; give it a mapping of session names to steps.")
+
+    step_names: dict[str, int] = {}
+    sessions = tuple(_session(r, name, value, step_names)
+                     for name, _, value in r.mapping(items["sessions"][1], "sessions"))
+    if not sessions:
+        raise r.fail(items["sessions"][1], "the scenario has no sessions.")
+
+    checks: tuple[Check, ...] = ()
+    if "checks" in items:
+        checks = tuple(_check(r, name, value) for name, _, value in r.mapping(items["checks"][1], "checks"))
+    check_names = {c.name for c in checks}
+
+    backends = BACKENDS
+    if "backends" in items:
+        node = items["backends"][1]
+        listed = [r.text(n, "backends item").strip() for n in r.sequence(node, "backends")] \
+            if isinstance(node, yaml.SequenceNode) else r.text(node, "backends").replace(",", " ").split()
+        for b in listed:
+            if b not in BACKENDS:
+                raise r.fail(node, f"unknown backend {b!r}; expected {', '.join(BACKENDS)}.{_closest(b, BACKENDS)}")
+        backends = tuple(listed)
+
+    interleavings: tuple[Interleaving, ...] = ()
+    if "interleavings" in items:
+        interleavings = tuple(_interleaving(r, n, i, step_names)
+                              for i, n in enumerate(r.sequence(items["interleavings"][1], "interleavings")))
+    expect = r.per_backend(items["expect"][1], "expect", lambda n, w: _expectation(r, n, w)) \
+        if "expect" in items else {}
+
+    for exp_owner, table in [(None, expect)] + [(il, il.expect) for il in interleavings]:
+        for exp in table.values():
+            if exp.violates and exp.violates not in check_names:
+                raise ScenarioError(f"expectation 'violates: {exp.violates}' names no check; checks are: "
+                                    f"{', '.join(sorted(check_names)) or 'none'}.{_closest(exp.violates, check_names)}",
+                                    path=path, line=exp.line)
+
+    timeouts = Timeouts()
+    if "timeouts" in items:
+        t = dict((k, v) for k, _, v in r.mapping(items["timeouts"][1], "timeouts", ("step",)))
+        if "step" in t:
+            timeouts = Timeouts(step=r.number(t["step"], "timeouts step", minimum=0.1))
+
+    name = Path(path).stem
+    if "name" in items:
+        name = r.text(items["name"][1], "name").strip()
+    return Scenario(
+        name=name, path=path, sessions=sessions,
+        setup=r.sql_blocks(items["setup"][1], "setup") if "setup" in items else (),
+        teardown=r.sql_blocks(items["teardown"][1], "teardown") if "teardown" in items else (),
+        interleavings=interleavings, checks=checks, expect=expect, backends=backends,
+        description=r.scalar(items["description"][1], "description").strip() if "description" in items else "",
+        max_interleavings=int(r.number(items["max_interleavings"][1], "max_interleavings", 1))
+        if "max_interleavings" in items else 100,
+        timeouts=timeouts, source="yaml",
+    )
+
+
+def load_file(path: str | Path) -> Scenario:
+    """Load a ``.yaml``/``.yml`` scenario or a ``.spec`` isolation spec by its extension."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ScenarioError("no such file.", path=str(p)) from None
+    except UnicodeDecodeError as exc:
+        raise ScenarioError(f"not UTF-8 text ({exc.reason} at byte {exc.start}).", path=str(p)) from None
+    except OSError as exc:
+        raise ScenarioError(f"cannot be read: {exc.strerror}.", path=str(p)) from None
+    if p.suffix == ".spec":
+        from .spec_loader import load_spec
+
+        return load_spec(text, str(p))
+    if p.suffix not in (".yaml", ".yml"):
+        raise ScenarioError("unknown file type; scenarios are .yaml/.yml files, isolation specs .spec files.",
+                            path=str(p))
+    return load_yaml(text, str(p))
+
+
+def scenario_files(paths: list[str | Path]) -> Iterator[Path]:
+    """Files named on the command line, with folders expanded to their scenarios (sorted)."""
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir():
+            yield from sorted(f for f in p.rglob("*") if f.suffix in (".yaml", ".yml", ".spec") and f.is_file())
+        else:
+            yield p
