@@ -107,6 +107,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     return exit_code
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from .report.html import render_file
+
+    out = render_file(Path(args.results), Path(args.output))
+    print(f"report: {out}")
+    return 0
+
+
 def cmd_isolationtester(args: argparse.Namespace) -> int:
     from .isolation import isolationtester_main
 
@@ -131,6 +139,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report", help="write the HTML report into this folder")
     _add_server_options(p)
     p.set_defaults(func=cmd_run)
+    p = sub.add_parser("report", help="re-render the HTML report from a JSON results file")
+    p.add_argument("results", help="results JSON written by --json / --report")
+    p.add_argument("-o", "--output", required=True, help="the HTML file to write")
+    p.set_defaults(func=cmd_report)
     p = sub.add_parser("isolationtester", help="drop-in for PostgreSQL's isolationtester (spec on stdin)")
     p.add_argument("args", nargs=argparse.REMAINDER, help="[CONNINFO]")
     p.set_defaults(func=cmd_isolationtester)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -39,6 +40,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--pg-dsn", dest="harness_pg_dsn", default=None, help="use this existing PostgreSQL server")
     group.addoption("--mysql-dsn", dest="harness_mysql_dsn", default=None, help="use this existing MySQL/MariaDB server")
     group.addoption("--redis-url", dest="harness_redis_url", default=None, help="use this existing Redis server")
+    group.addoption("--harness-report", dest="harness_report", default=None, metavar="DIR",
+                    help="write the HTML report and JSON results of scenario items into DIR")
 
 
 def _settings(config: pytest.Config) -> Settings:
@@ -64,6 +67,9 @@ def pytest_configure(config: pytest.Config) -> None:
     workerinput = getattr(config, "workerinput", None)
     attached = json.loads(workerinput[WORKERINPUT_KEY]) if workerinput and WORKERINPUT_KEY in workerinput else {}
     config.stash[POOL_KEY] = ServerPool(settings, attached)
+    report_dir = config.getoption("harness_report")
+    if report_dir and workerinput is None:
+        config.pluginmanager.register(_ReportWriter(config, Path(report_dir)), "harness-report-writer")
     if workerinput is None and config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(_XdistController(config), "harness-xdist-controller")
 
@@ -87,6 +93,37 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     pool = config.stash.get(POOL_KEY, None)
     if pool is not None:
         pool.close()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report = yield
+    outcome = getattr(item, "outcome", None)
+    if call.when == "call" and outcome is not None and hasattr(outcome, "to_json"):
+        # travels to the xdist controller with the report, so one process writes one report
+        report.get_result().user_properties.append(("harness_outcome", json.dumps(outcome.to_json())))
+
+
+class _ReportWriter:
+    """Collects scenario outcomes from test reports and writes the HTML/JSON report at the end."""
+
+    def __init__(self, config: pytest.Config, folder: Path) -> None:
+        self.config, self.folder = config, folder
+        self.outcomes: list[str] = []
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        self.outcomes.extend(v for k, v in report.user_properties if k == "harness_outcome")
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        from .report.html import write_report
+        from .results import Outcome, RunResults
+
+        results = RunResults(outcomes=[Outcome.from_json(json.loads(v)) for v in self.outcomes],
+                             command="pytest " + " ".join(self.config.invocation_params.args))
+        results.servers = {b: o.trace.server for v in self.outcomes
+                           for o in [Outcome.from_json(json.loads(v))] for b in [o.backend] if o.trace}
+        path = write_report(results, self.folder)
+        self.config.get_terminal_writer().line(f"harness report: {path}")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -177,3 +214,69 @@ def server_factory(harness_settings: Settings) -> Iterator[Callable[[str], Serve
     yield start
     for server in started:
         server.stop()
+
+
+# -- scenario files as test items ----------------------------------------------------------------
+
+def pytest_collect_file(file_path: Any, parent: pytest.Collector) -> pytest.Collector | None:
+    """``*.yaml`` files under a ``scenarios/`` folder become test items."""
+    if file_path.suffix in (".yaml", ".yml") and "scenarios" in file_path.parts:
+        return ScenarioFile.from_parent(parent, path=file_path)
+    return None
+
+
+class ScenarioFile(pytest.File):
+    def collect(self) -> Iterator[pytest.Item]:
+        from .runner import interleavings_of
+        from .scenario.yaml_loader import load_file
+
+        try:
+            scenario = load_file(self.path)
+            interleavings = interleavings_of(scenario)
+        except HarnessError as exc:
+            raise self.CollectError(str(exc)) from None
+        pool = self.config.stash[POOL_KEY]
+        for backend in [b for b in pool.settings.backends if b in scenario.backends]:
+            for il in interleavings:
+                yield ScenarioItem.from_parent(self, name=f"{backend}:{il.label}", scenario=scenario,
+                                               backend=backend, interleaving=il)
+
+
+class ScenarioItem(pytest.Item):
+    def __init__(self, *, scenario: Any, backend: str, interleaving: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.scenario, self.backend, self.interleaving = scenario, backend, interleaving
+        self.outcome: Any = None
+
+    def runtest(self) -> None:
+        from .runner import run_scenario
+
+        server = _get(self.config.stash[POOL_KEY], self.backend)
+        (self.outcome,) = run_scenario(self.scenario, self.backend, server, interleavings=[self.interleaving])
+        if not self.outcome.passed:
+            raise ScenarioFailure(self.outcome)
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
+        if isinstance(excinfo.value, ScenarioFailure):
+            from .report.text import trace_lines
+
+            o = excinfo.value.outcome
+            lines = [f"{o.path} [{o.backend}] {o.label}: expected {o.expected}"]
+            lines += [f"  - {p}" for p in o.problems]
+            if o.trace is not None:
+                lines += trace_lines(o.trace)
+            lines.append(f"schedule: {' '.join(o.schedule)}")
+            lines.append(f"replay:   {o.replay}")
+            return "\n".join(lines)
+        return str(super().repr_failure(excinfo))
+
+    def reportinfo(self) -> tuple[Any, int, str]:
+        return self.path, self.interleaving.line or 0, f"{self.scenario.name} [{self.backend}] {self.interleaving.label}"
+
+
+class ScenarioFailure(Exception):
+    """An interleaving did not do what its scenario expects (the outcome says how)."""
+
+    def __init__(self, outcome: Any) -> None:
+        super().__init__("; ".join(outcome.problems))
+        self.outcome = outcome
