@@ -102,7 +102,6 @@ class _Worker:
     def on_notice(self, notice: ErrorInfo) -> None:
         with self._lock:
             self._notices.append((self.clock(), notice))
-            self.total_notices += 1
 
     def drain_notices(self) -> list[tuple[float, ErrorInfo]]:
         with self._lock:
@@ -376,7 +375,11 @@ class Engine:
             self._reconnect(p.worker.name)
 
     def _flush_notices(self, worker: _Worker, trace: Trace, step: str | None) -> None:
-        for t, notice in worker.drain_notices():
+        # notices count for `(step notices N)` once the scheduler has seen them, as in isolationtester
+        # (its notice processor runs only while it polls that session's connection)
+        drained = worker.drain_notices()
+        worker.total_notices += len(drained)
+        for t, notice in drained:
             extra = getattr(notice, "extra", None) or {}  # dialect-specific (e.g. libpq's formatted text)
             trace.events.append(Event(t, "notice", worker.name, step,
                                       detail={"severity": notice.severity, "message": notice.message,
