@@ -42,6 +42,7 @@ class EngineOptions:
     poll_max: float = 0.010
     application_name: Callable[[str], str] | None = None
     print_setup_results: bool = True  # record rows returned by setup SQL (isolationtester prints them)
+    reset_sessions: bool = True  # ROLLBACK leftovers after each interleaving (off for isolation specs)
 
 
 @dataclass
@@ -250,9 +251,28 @@ class Engine:
                     self._hang(trace, waiting, "failed to complete permutation due to mutually-blocking steps")
             if after_steps is not None and not trace.hung:
                 after_steps(trace, self.control)
+        except BaseException:
+            self._abort_sessions()  # an open transaction would make teardown wait forever
+            raise
         finally:
+            if self.options.reset_sessions:
+                self._reset_sessions()
             self._teardown(trace)
         return trace
+
+    def _abort_sessions(self) -> None:
+        for name, worker in list(self.workers.items()):
+            if worker.active is not None:
+                self._cancel(worker.active)
+            self._terminate(worker)
+            self._reconnect(name)
+
+    def _reset_sessions(self) -> None:
+        """Roll back what a scenario left open, so teardown and the next interleaving start clean."""
+        for worker in self.workers.values():
+            if worker.active is None:
+                worker.run_now("ROLLBACK")
+            worker.drain_notices()
 
     def _launch(self, ref: StepRef, step: Step, worker: _Worker, trace: Trace) -> _Pending:
         sql = self._sql_of(step)

@@ -129,6 +129,10 @@ class _ReportWriter:
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "backend" not in metafunc.fixturenames:
         return
+    for mark in metafunc.definition.iter_markers("parametrize"):
+        names = mark.args[0] if mark.args else ""
+        if "backend" in (names.replace(" ", "").split(",") if isinstance(names, str) else names):
+            return  # the test parametrizes backend itself
     pool = metafunc.config.stash[POOL_KEY]
     selected = list(pool.settings.backends)
     marker = metafunc.definition.get_closest_marker("backends")

@@ -62,6 +62,7 @@ def start_docker(service: str, settings: Settings) -> Server:
 
         container = MySqlContainer(image, root_password="harness")
         container.with_command("--performance-schema=ON --performance-schema-instrument=wait/lock/metadata/sql/mdl=ON"
+                               " --innodb-status-output-locks=ON"
                                f" --innodb-lock-wait-timeout={settings.lock_wait_timeout}")
         port, scheme, user, password, db = 3306, "mysql", "root", "harness", ""
     else:

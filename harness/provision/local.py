@@ -229,7 +229,7 @@ def _mysql_command(b: Binaries, data: Path, run: Path, port: int, s: Settings) -
     args = [
         str(b.server), "--no-defaults", f"--datadir={data}", f"--port={port}", "--bind-address=127.0.0.1",
         f"--socket={run / 'mysqld.sock'}", f"--pid-file={run / 'mysqld.pid'}", f"--tmpdir={run}",
-        "--skip-name-resolve", "--performance-schema=ON",
+        "--skip-name-resolve", "--performance-schema=ON", "--innodb-status-output-locks=ON",
         "--performance-schema-instrument=wait/lock/metadata/sql/mdl=ON",
         f"--innodb-lock-wait-timeout={s.lock_wait_timeout}", "--max-connections=300",
         # 2 = write the redo log to the OS at each commit (survives a process crash) without fsync
