@@ -1,0 +1,154 @@
+"""Instrumented DB-API handles: every execute/commit/rollback becomes a scheduling point.
+
+Code under test does not change: it receives these proxies where it expected a psycopg 3, psycopg2 or
+PyMySQL connection (or a SQLAlchemy engine built on them through its ``creator``).  Calls made outside
+a scheduled actor (setup, checks) run straight through.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from .scheduler import Scheduler
+
+SchedulerRef = Callable[[], "Scheduler | None"]
+
+
+def session_id_of(conn: Any) -> int | None:
+    """The server's id for a raw DB-API connection of any supported driver."""
+    info = getattr(conn, "info", None)
+    if info is not None and hasattr(info, "backend_pid"):  # psycopg 3
+        return int(info.backend_pid)
+    if hasattr(conn, "get_backend_pid"):  # psycopg2
+        return int(conn.get_backend_pid())
+    if hasattr(conn, "thread_id"):  # PyMySQL
+        return int(conn.thread_id())
+    return None
+
+
+def _label(sql: Any) -> str:
+    text = sql.decode() if isinstance(sql, bytes) else str(getattr(sql, "text", sql))
+    text = " ".join(text.split())
+    return text if len(text) <= 160 else text[:157] + "..."
+
+
+class _Proxy:
+    __slots__ = ("_obj", "_sched", "_sid")
+
+    def __init__(self, obj: Any, sched: SchedulerRef, sid: int | None) -> None:
+        object.__setattr__(self, "_obj", obj)
+        object.__setattr__(self, "_sched", sched)
+        object.__setattr__(self, "_sid", sid)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._obj, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(self._obj, name, value)
+
+    def _call(self, label: str, fn: Callable[[], Any]) -> Any:
+        sched = self._sched()
+        if sched is None:
+            return fn()
+        if self._sid is not None:
+            sched.register_session(self._sid)
+        return sched.call(label, self._sid, fn)
+
+
+class InstrumentedCursor(_Proxy):
+    __slots__ = ()
+
+    def execute(self, sql: Any, *args: Any, **kwargs: Any) -> Any:
+        result = self._call(_label(sql), lambda: self._obj.execute(sql, *args, **kwargs))
+        return self if result is self._obj else result  # psycopg 3 returns the cursor (chaining)
+
+    def executemany(self, sql: Any, *args: Any, **kwargs: Any) -> Any:
+        result = self._call(_label(sql), lambda: self._obj.executemany(sql, *args, **kwargs))
+        return self if result is self._obj else result
+
+    def callproc(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        return self._call(f"CALL {name}", lambda: self._obj.callproc(name, *args, **kwargs))
+
+    def __iter__(self) -> Any:
+        return iter(self._obj)
+
+    def __enter__(self) -> "InstrumentedCursor":
+        self._obj.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> Any:
+        return self._obj.__exit__(*exc)
+
+
+class _Transaction:
+    """psycopg 3's ``conn.transaction()`` block, with its BEGIN and COMMIT/ROLLBACK as points."""
+
+    def __init__(self, conn: "InstrumentedConnection", args: Any, kwargs: Any) -> None:
+        self.conn, self.inner = conn, conn._obj.transaction(*args, **kwargs)
+
+    def __enter__(self) -> Any:
+        return self.conn._call("BEGIN", self.inner.__enter__)
+
+    def __exit__(self, *exc: Any) -> Any:
+        return self.conn._call("ROLLBACK" if exc[0] else "COMMIT", lambda: self.inner.__exit__(*exc))
+
+
+class InstrumentedConnection(_Proxy):
+    __slots__ = ()
+
+    def cursor(self, *args: Any, **kwargs: Any) -> InstrumentedCursor:
+        return InstrumentedCursor(self._obj.cursor(*args, **kwargs), self._sched, self._sid)
+
+    def execute(self, sql: Any, *args: Any, **kwargs: Any) -> Any:  # psycopg 3 shortcut
+        cur = self._call(_label(sql), lambda: self._obj.execute(sql, *args, **kwargs))
+        return InstrumentedCursor(cur, self._sched, self._sid)
+
+    def commit(self) -> Any:
+        return self._call("COMMIT", self._obj.commit)
+
+    def rollback(self) -> Any:
+        return self._call("ROLLBACK", self._obj.rollback)
+
+    def begin(self) -> Any:  # PyMySQL
+        return self._call("BEGIN", self._obj.begin)
+
+    def transaction(self, *args: Any, **kwargs: Any) -> _Transaction:
+        return _Transaction(self, args, kwargs)
+
+    def __enter__(self) -> "InstrumentedConnection":
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        # commit/rollback as points, then let the driver do the rest of its own `with` (close or not)
+        if exc_type is None:
+            self.commit()
+        else:
+            self.rollback()
+        self._obj.__exit__(None, None, None)
+
+    @property
+    def raw(self) -> Any:
+        return self._obj
+
+
+def instrument(conn: Any, sched: SchedulerRef) -> InstrumentedConnection:
+    """Wrap a raw DB-API connection so its calls become scheduling points."""
+    return InstrumentedConnection(conn, sched, session_id_of(conn))
+
+
+def instrument_engine(url: Any, sched: SchedulerRef, **engine_kwargs: Any) -> Any:
+    """A SQLAlchemy engine whose DBAPI connections are instrumented (pass the URL of the user's engine).
+
+    SQLAlchemy itself stays untouched: it calls cursor()/execute()/commit()/rollback() on the DBAPI
+    connection, which is where the points are.
+    """
+    import sqlalchemy
+
+    base = sqlalchemy.create_engine(url)
+    cargs, cparams = base.dialect.create_connect_args(base.url)
+
+    def creator() -> InstrumentedConnection:
+        return instrument(base.dialect.loaded_dbapi.connect(*cargs, **cparams), sched)
+
+    engine_kwargs.setdefault("poolclass", sqlalchemy.pool.NullPool)
+    return sqlalchemy.create_engine(url, creator=creator, **engine_kwargs)

@@ -1,0 +1,555 @@
+"""Races: actors (application code) + checks, explored over schedules on a real database.
+
+    race = Race(database)                      # a harness Database (fixture, or server.create_database())
+    race.setup("CREATE TABLE rules (...)")
+    race.actor("A", lambda: save_rule(race.connect(), race.lock("redis", "k"), rule))
+    race.actor("B", lambda: save_rule(race.connect(), race.lock("redis", "k"), rule))
+    race.check_sql("one row", "SELECT count(*) FROM rules", equals=1)
+    result = race.explore(max_schedules=100)     # Hypothesis; shrinks to the minimal schedule
+    result.failure.schedule                      # e.g. ["A", "A", "A", "B", "B", "B", "A"]
+    race.replay(result.failure.schedule)         # the same outcome, every time
+
+Actors may take no argument or one (:class:`ActorContext`).  Connections, engines and locks handed out
+by the race are instrumented: their calls are scheduling points, their waits are seen by the scheduler.
+"""
+
+from __future__ import annotations
+
+import inspect
+import itertools
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+from hypothesis.database import DirectoryBasedExampleDatabase
+
+from ..dialect import execute
+from ..errors import HarnessError
+from ..provision import Database
+from ..results import Outcome
+from ..trace import Event, StepResult, Trace
+from .instrument import InstrumentedConnection, instrument, instrument_engine
+from .scheduler import ActorResult, Chooser, Divergence, Scheduler, SchedulerOptions, ScheduleRun
+from .strategies import (ContinueChooser, HypothesisChooser, IndexChooser, PCTChooser, RandomChooser,
+                         ReplayChooser, SerialChooser, bounded_exhaustive, format_schedule)
+
+#: Hypothesis settings per profile (HARNESS_PROFILE or explore(profile=...)); plain data, not a registry
+PROFILES: dict[str, dict[str, Any]] = {
+    "dev": {"max_examples": 100},
+    "ci": {"max_examples": 200, "derandomize": True},
+    "thorough": {"max_examples": 2000},
+}
+
+
+@dataclass
+class ActorContext:
+    """What an actor may use: instrumented connections/engines/locks, points, its name."""
+
+    name: str
+    race: "Race"
+
+    def connect(self, **kwargs: Any) -> InstrumentedConnection:
+        return self.race.connect(**kwargs)
+
+    def engine(self, **kwargs: Any) -> Any:
+        return self.race.engine(**kwargs)
+
+    def lock(self, kind: str, key: str, **kwargs: Any) -> Any:
+        return self.race.lock(kind, key, **kwargs)
+
+    def point(self, label: str) -> None:
+        self.race.point(label)
+
+
+@dataclass
+class ScheduleOutcome:
+    """One schedule's result: who moved, what the actors returned or raised, which checks failed."""
+
+    schedule: list[str]
+    labels: list[str]
+    results: dict[str, ActorResult]
+    violations: list[str]  # human sentences; empty when every check held
+    trace: Trace
+    preemptions: int = 0
+    duration: float = 0.0
+
+    @property
+    def passed(self) -> bool:
+        return not self.violations
+
+    @property
+    def schedule_text(self) -> str:
+        return format_schedule(self.schedule)
+
+    def describe(self) -> str:
+        """The schedule and a step-by-step account, for failure messages."""
+        from ..report.text import trace_lines
+
+        lines = [f"schedule: {self.schedule_text}"] + [f"  - {v}" for v in self.violations]
+        return "\n".join(lines + trace_lines(self.trace))
+
+
+@dataclass
+class ExploreResult:
+    strategy: str
+    schedules_run: int
+    elapsed: float
+    failure: ScheduleOutcome | None = None  # minimal failing schedule, if any
+    first_failure_after: int | None = None  # schedules run until the first failure
+    seed: int | None = None
+    minimal_verified: bool = False  # no preemption of the failure can be removed
+
+    @property
+    def passed(self) -> bool:
+        return self.failure is None
+
+    def to_outcome(self, scenario: str, path: str, backend: str, expect_violation: bool = False) -> Outcome:
+        """As a results Outcome (for reports): passes when the verdict matches the expectation."""
+        found = self.failure is not None
+        passed = found == expect_violation
+        problems = [] if passed else (self.failure.violations if self.failure else
+                                      [f"expected a violation, but {self.schedules_run} schedules passed"])
+        trace = self.failure.trace if self.failure else None
+        return Outcome(scenario, path, backend, "exploration", self.failure.schedule if self.failure else [],
+                       passed, "violates" if expect_violation else "holds",
+                       violated=self.failure.violations if self.failure else [], problems=problems,
+                       duration=self.elapsed, trace=trace, kind="exploration",
+                       schedules_run=self.schedules_run, seed=self.seed)
+
+
+class _Found(Exception):
+    def __init__(self, outcome: ScheduleOutcome) -> None:
+        super().__init__(outcome.violations[0] if outcome.violations else "failure")
+        self.outcome = outcome
+
+
+class Race:
+    """Actors, setup and checks for one database; explore or replay their schedules."""
+
+    def __init__(self, database: Database, *, name: str = "race", redis: Any = None,
+                 hang_timeout: float = 10.0, allowed_errors: Iterable[str | type] = ()) -> None:
+        self.database, self.name = database, name
+        self.backend = database.backend
+        self.dialect = database.dialect
+        self.redis_info = redis  # ConnInfo of a Redis server, for redis locks
+        self.options = SchedulerOptions(hang_timeout=hang_timeout)
+        self.actors: dict[str, Callable[..., Any]] = {}
+        self._setup: list[str | Callable[[Any], None]] = []
+        self._teardown: list[str | Callable[[Any], None]] = []
+        self._checks: list[tuple[str, Callable[[Any, dict[str, ActorResult]], str | None]]] = []
+        self.allowed_errors = list(allowed_errors)
+        self._scheduler: Scheduler | None = None
+        self._opened: list[Any] = []
+        self._serial_outcomes: set[Any] | None = None
+        self._observe_sql: str | None = None
+        self._monitor: Any = None
+
+    def close(self) -> None:
+        """Close the race's own control connection (actors' connections close after each schedule)."""
+        self._close_opened()
+        if self._monitor is not None:
+            try:
+                self._monitor.close()
+            except Exception:
+                pass
+            self._monitor = None
+
+    def __enter__(self) -> "Race":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- declaring -----------------------------------------------------------------------------------
+    def actor(self, name: str, fn: Callable[..., Any] | None = None) -> Any:
+        """Register an actor (usable as a decorator). ``fn()`` or ``fn(ctx)``."""
+        def register(f: Callable[..., Any]) -> Callable[..., Any]:
+            if name in self.actors:
+                raise HarnessError(f"actor {name!r} is registered twice in race {self.name!r}.")
+            self.actors[name] = f
+            return f
+        return register(fn) if fn is not None else register
+
+    def setup(self, sql_or_fn: str | Callable[[Any], None]) -> None:
+        """Run before every schedule (SQL on an autocommit connection, or fn(conn))."""
+        self._setup.append(sql_or_fn)
+
+    def teardown(self, sql_or_fn: str | Callable[[Any], None]) -> None:
+        self._teardown.append(sql_or_fn)
+
+    def check(self, fn: Callable[..., Any] | None = None, *, name: str | None = None) -> Any:
+        """A Python predicate run after each schedule: ``fn(conn)`` or ``fn(conn, results)``; it fails
+        by returning False or raising AssertionError (its message is the violation)."""
+        def register(f: Callable[..., Any]) -> Callable[..., Any]:
+            label = name or f.__name__
+            takes_results = len(inspect.signature(f).parameters) >= 2
+
+            def run(conn: Any, results: dict[str, ActorResult]) -> str | None:
+                try:
+                    ok = f(conn, results) if takes_results else f(conn)
+                except AssertionError as exc:
+                    return f"check {label} failed: {exc}" if str(exc) else f"check {label} failed"
+                return None if ok is None or ok else f"check {label} failed"
+            self._checks.append((label, run))
+            return f
+        return register(fn) if fn is not None else register
+
+    def check_sql(self, name: str, sql: str, *, empty: bool | None = None, equals: Any = None) -> None:
+        """An SQL invariant: the query returns no rows (``empty=True``) or one value (``equals=``)."""
+        def run(conn: Any, results: dict[str, ActorResult]) -> str | None:
+            rows = execute(conn, sql)
+            if equals is not None:
+                got = rows[0][0] if rows else None
+                if str(got) != str(equals) or len(rows) != 1:
+                    return f"check {name} violated: expected {equals!r}, got {got!r}"
+                return None
+            if (empty is None or empty) and rows:
+                return f"check {name} violated: expected no rows, got {len(rows)}, first {tuple(rows[0])}"
+            if empty is False and not rows:
+                return f"check {name} violated: expected rows, got none"
+            return None
+        self._checks.append((name, run))
+
+    def serializable(self, observe_sql: str) -> None:
+        """Serializability oracle: every schedule must end in a state some serial order reaches.
+
+        The serial orders are run first to learn the allowed values of ``observe_sql``.
+        """
+        self._observe_sql = observe_sql
+        self._serial_outcomes = None
+
+    # -- handles for actors --------------------------------------------------------------------------
+    def _sched(self) -> Scheduler | None:
+        return self._scheduler
+
+    def connect(self, **kwargs: Any) -> InstrumentedConnection:
+        """A new instrumented connection with the driver's defaults (autocommit off)."""
+        raw = self.dialect.connect(self.database.info, autocommit=kwargs.pop("autocommit", False), **kwargs)
+        self._opened.append(raw)
+        return instrument(raw, self._sched)
+
+    def engine(self, **kwargs: Any) -> Any:
+        """An instrumented SQLAlchemy engine for this database (psycopg 3 / PyMySQL)."""
+        info = self.database.info
+        scheme = "postgresql+psycopg" if self.backend == "postgres" else "mysql+pymysql"
+        from sqlalchemy.engine import URL
+
+        url = URL.create(scheme, username=info.user or None, password=info.password or None, host=info.host,
+                         port=info.port, database=info.dbname)
+        engine = instrument_engine(url, self._sched, **kwargs)
+        self._opened.append(engine)
+        return engine
+
+    def lock(self, kind: str, key: str, *, ttl_ms: int = 30_000, conn: Any = None, xact: bool = False) -> Any:
+        """A lock client whose waits the scheduler sees: ``redis``, ``get_lock`` or ``advisory``."""
+        from .. import locks
+
+        observer = _SchedulerObserver(self)
+        actor = self._scheduler.current() if self._scheduler else None
+        owner = actor.name if actor else "harness"
+        if kind == "redis":
+            if self.redis_info is None:
+                raise HarnessError("race.lock('redis', ...) needs a Redis server: Race(..., redis=server.info).")
+            import redis
+
+            client = redis.Redis(host=self.redis_info.host, port=self.redis_info.port)
+            self._opened.append(client)
+            return locks.RedisLock(client, key, ttl_ms=ttl_ms, token=locks.new_token(owner), observer=observer)
+        connection = conn if conn is not None else self.connect(autocommit=True)
+        if kind == "get_lock":
+            return locks.MySQLUserLock(connection, key, observer=observer)
+        if kind == "advisory":
+            return locks.PgAdvisoryLock(connection, key, xact=xact, observer=observer)
+        raise HarnessError(f"unknown lock kind {kind!r}; use redis, get_lock or advisory.")
+
+    def point(self, label: str) -> None:
+        """A user-defined scheduling point (``harness.point`` inside actor code)."""
+        if self._scheduler is not None:
+            self._scheduler.point(label)
+
+    def expire_lease(self, key: str) -> None:
+        """Fault: the current holder's Redis lease on ``key`` vanishes now (recorded in the trace)."""
+        import redis
+
+        from .. import locks
+
+        client = redis.Redis(host=self.redis_info.host, port=self.redis_info.port)
+        try:
+            expiry = locks.expire_lease(client, key)
+        finally:
+            client.close()
+        if self._scheduler is not None:
+            self._scheduler.fault("lease expiry", {"key": key, "holder": expiry.holder})
+
+    # -- one schedule --------------------------------------------------------------------------------
+    def _control(self) -> Any:
+        if self._monitor is None or getattr(self._monitor, "closed", False) or getattr(self._monitor, "open", True) is False:
+            self._monitor = self.dialect.connect(self.database.info, autocommit=True)
+        return self._monitor
+
+    def _run_hooks(self, hooks: list[str | Callable[[Any], None]], conn: Any) -> None:
+        for hook in hooks:
+            if callable(hook):
+                hook(conn)
+            else:
+                execute(conn, hook)
+
+    def run_schedule(self, chooser: Chooser) -> ScheduleOutcome:
+        """Set up, run the actors under ``chooser``, check, tear down."""
+        if not self.actors:
+            raise HarnessError(f"race {self.name!r} has no actors; add some with race.actor(name, fn).")
+        start = time.perf_counter()
+        control = self._control()
+        self._run_hooks(self._setup, control)
+        try:
+            actors = {name: self._bind(name, fn) for name, fn in self.actors.items()}
+            sched = Scheduler(actors, chooser, dialect=self.dialect, monitor=control, scenario=self.name,
+                              backend=self.backend, server=f"{self.database.server.flavor} "
+                              f"{self.database.server.version}", options=self.options)
+            self._scheduler = sched
+            try:
+                run = sched.run()
+            finally:
+                self._scheduler = None
+                self._close_opened()
+            violations = self._evaluate(run, control)
+        finally:  # also when Hypothesis stops a test case mid-draw, or a replay diverges
+            self._run_hooks(self._teardown, control)
+        return ScheduleOutcome(run.schedule, run.labels, run.results, violations, run.trace, run.preemptions,
+                               time.perf_counter() - start)
+
+    def _bind(self, name: str, fn: Callable[..., Any]) -> Callable[[], Any]:
+        try:
+            wants_ctx = len(inspect.signature(fn).parameters) >= 1
+        except (TypeError, ValueError):
+            wants_ctx = False
+        ctx = ActorContext(name, self)
+        return (lambda: fn(ctx)) if wants_ctx else fn
+
+    def _close_opened(self) -> None:
+        for handle in self._opened:
+            try:
+                (handle.dispose if hasattr(handle, "dispose") else handle.close)()
+            except Exception:
+                pass
+        self._opened.clear()
+
+    def _allowed(self, error: BaseException) -> bool:
+        code = ActorResult("", error=error).error_info
+        for allowed in self.allowed_errors:
+            if isinstance(allowed, type) and isinstance(error, allowed):
+                return True
+            if isinstance(allowed, str) and code is not None and code.code == allowed:
+                return True
+        return False
+
+    def _evaluate(self, run: ScheduleRun, conn: Any) -> list[str]:
+        violations = []
+        if run.hung:
+            hang = next(e for e in run.trace.events if e.kind == "hang")
+            graph = ", ".join(f"{w.waiter} waits for {w.holder or '?'} ({w.lock})" for w in hang.waits)
+            violations.append(f"hang: {hang.detail.get('reason')}; wait-for graph: {graph or 'none seen'}")
+        for name, result in run.results.items():
+            if result.error is not None and not run.hung and not self._allowed(result.error):
+                info = result.error_info
+                violations.append(f"actor {name} raised {info.message if info else result.error}")
+        if not run.hung:
+            for label, check in self._checks:
+                problem = check(conn, run.results)
+                run.trace.events.append(Event(run.trace.events[-1].t if run.trace.events else 0.0, "check",
+                                              None, label, None, result=StepResult(),
+                                              detail={"ok": problem is None, "expected": "holds",
+                                                      "actual": problem or "holds"}))
+                if problem:
+                    violations.append(problem)
+            if self._observe_sql is not None:
+                state = tuple(tuple(r) for r in execute(conn, self._observe_sql))
+                allowed = self._serial_states()
+                if state not in allowed:
+                    violations.append(f"not serializable: final state {state} is reached by no serial order "
+                                      f"(serial orders give {sorted(allowed)})")
+        return violations
+
+    def _serial_states(self) -> set[Any]:
+        if self._serial_outcomes is None:
+            observe, self._observe_sql = self._observe_sql, None  # serial runs only record, not judge
+            states: set[Any] = set()
+            try:
+                for order in itertools.permutations(self.actors):
+                    control = self._control()
+                    self._run_hooks(self._setup, control)
+                    sched = Scheduler({n: self._bind(n, f) for n, f in self.actors.items()}, SerialChooser(order),
+                                      dialect=self.dialect, monitor=control, options=self.options)
+                    self._scheduler = sched
+                    try:
+                        sched.run()
+                    finally:
+                        self._scheduler = None
+                        self._close_opened()
+                    states.add(tuple(tuple(r) for r in execute(control, observe)))  # type: ignore[arg-type]
+                    self._run_hooks(self._teardown, control)
+            finally:
+                self._observe_sql = observe
+            self._serial_outcomes = states
+        return self._serial_outcomes
+
+    # -- exploring -----------------------------------------------------------------------------------
+    def replay(self, schedule: str | Sequence[str]) -> ScheduleOutcome:
+        """Run exactly this schedule (``"A A B"`` or a list); raises Divergence if it cannot be followed."""
+        moves = schedule.replace(",", " ").split() if isinstance(schedule, str) else list(schedule)
+        unknown = sorted(set(moves) - set(self.actors))
+        if unknown:
+            raise HarnessError(f"the schedule names actors {unknown} that race {self.name!r} does not have "
+                               f"(actors: {', '.join(self.actors)}).")
+        return self.run_schedule(ReplayChooser(moves))
+
+    def explore(self, *, strategy: str = "hypothesis", max_schedules: int | None = None,
+                profile: str | None = None, seed: int | None = None, preemption_bound: int = 2,
+                pct_depth: int = 2, database_dir: str | Path | None = None,
+                stop_at_first: bool = True, minimize: bool = True,
+                progress: Callable[[int, int], None] | None = None) -> ExploreResult:
+        """Search schedules for a failing one; the reported failure is minimal (shrunk) and replayable."""
+        profile = profile or os.environ.get("HARNESS_PROFILE", "dev")
+        if profile not in PROFILES:
+            raise HarnessError(f"unknown exploration profile {profile!r}; use one of {', '.join(PROFILES)}.")
+        budget = max_schedules or PROFILES[profile]["max_examples"]
+        seed = seed if seed is not None else 0
+        start = time.perf_counter()
+        count = 0
+        first: int | None = None
+        failure: ScheduleOutcome | None = None
+
+        def one(chooser: Chooser) -> ScheduleOutcome:
+            nonlocal count, first
+            outcome = self.run_schedule(chooser)
+            count += 1
+            if progress is not None:
+                progress(count, budget)
+            if not outcome.passed and first is None:
+                first = count
+            return outcome
+
+        if strategy == "hypothesis":
+            failure = self._explore_hypothesis(one, budget, profile, database_dir)
+        elif strategy in ("random", "pct"):
+            for i in range(budget):
+                chooser: Chooser = RandomChooser(seed + i) if strategy == "random" else PCTChooser(
+                    seed + i, depth=pct_depth, expected_moves=max(10, 4 * len(self.actors) * 6),
+                    actors=list(self.actors))
+                outcome = one(chooser)
+                if not outcome.passed:
+                    failure = outcome
+                    if stop_at_first:
+                        break
+        elif strategy == "exhaustive":
+            for outcome in bounded_exhaustive(one, preemption_bound, budget):
+                if not outcome.passed:
+                    failure = outcome
+                    if stop_at_first:
+                        break
+        else:
+            raise HarnessError(f"unknown strategy {strategy!r}; use hypothesis, exhaustive, pct or random.")
+        verified = False
+        if failure is not None and minimize:
+            failure, verified = self.minimize(failure)
+        return ExploreResult(strategy, count, time.perf_counter() - start, failure, first, seed, verified)
+
+    def _explore_hypothesis(self, one: Callable[[Chooser], ScheduleOutcome], budget: int, profile: str,
+                            database_dir: str | Path | None) -> ScheduleOutcome | None:
+        kwargs = {**PROFILES[profile], "max_examples": budget}
+        db_dir = Path(database_dir or os.environ.get("HARNESS_EXAMPLES_DIR", ".hypothesis/harness"))
+
+        @settings(deadline=None, database=DirectoryBasedExampleDatabase(str(db_dir)), print_blob=False,
+                  suppress_health_check=list(HealthCheck), phases=[Phase.reuse, Phase.generate, Phase.shrink],
+                  report_multiple_bugs=False, **kwargs)
+        @given(st.data())
+        def search(data: Any) -> None:
+            outcome = one(HypothesisChooser(data))
+            if not outcome.passed:
+                raise _Found(outcome)
+
+        # distinct example-database keys per race and backend (same test function otherwise)
+        search._hypothesis_internal_add_digest = f"{self.name}/{self.backend}".encode()  # type: ignore[attr-defined]
+        try:
+            search()
+        except _Found as found:
+            return found.outcome
+        return None
+
+    def minimize(self, failure: ScheduleOutcome) -> tuple[ScheduleOutcome, bool]:
+        """Remove preemptions one at a time while the schedule still fails; then verify none can go.
+
+        Works on decision indexes (0 = the current actor goes on), replaying each candidate exactly.
+        """
+        recorder = IndexChooser([])
+        current = self.run_schedule(_Recording(ReplayChooser(failure.schedule), recorder))
+        if current.passed:  # not reproducible: report what was found, unverified
+            return failure, False
+        indexes = list(recorder.taken)
+        changed = True
+        while changed:
+            changed = False
+            for pos in range(len(indexes)):
+                if indexes[pos] == 0:
+                    continue
+                candidate = indexes[:pos] + [0] + indexes[pos + 1:]
+                chooser = IndexChooser(candidate)
+                outcome = self.run_schedule(chooser)
+                if not outcome.passed:
+                    indexes, current, changed = list(chooser.taken), outcome, True
+                    break
+        return current, True
+
+
+@dataclass
+class _Recording:
+    """Delegates to a chooser while recording the decisions as indexes (for minimization)."""
+
+    inner: Chooser
+    recorder: IndexChooser
+    decisions: list[int] = field(default_factory=list)
+
+    def choose(self, runnable: Sequence[str], current: str | None, index: int) -> str:
+        choice = self.inner.choose(runnable, current, index)
+        if len(runnable) > 1 and choice in runnable:
+            self.recorder.taken.append(list(runnable).index(choice))
+        return choice
+
+
+class _SchedulerObserver:
+    """harness.locks.LockObserver backed by the race's scheduler: lock waits are scheduling facts."""
+
+    def __init__(self, race: Race) -> None:
+        self.race = race
+
+    def _sched(self) -> Scheduler | None:
+        return self.race._scheduler
+
+    def point(self, label: str) -> None:
+        s = self._sched()
+        if s is not None:
+            s.point(label)
+
+    def blocked(self, lock: str, key: str, holder: str | None) -> None:
+        s = self._sched()
+        if s is not None:
+            s.lock_blocked(lock, key, holder)
+
+    def retry_wait(self) -> None:
+        s = self._sched()
+        if s is not None and s.current() is not None:
+            s.lock_retry_wait()
+        else:
+            time.sleep(0.001)  # outside a schedule: a plain bounded back-off step
+
+    def unblocked(self) -> None:
+        s = self._sched()
+        if s is not None:
+            s.lock_unblocked()
+
+
+__all__ = ["ActorContext", "Divergence", "ExploreResult", "PROFILES", "Race", "ScheduleOutcome", "ContinueChooser"]
