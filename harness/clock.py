@@ -248,14 +248,17 @@ def install_pg_clock(conn: Any) -> bool:
     install), hence refuses to run inside an open transaction: the DDL would otherwise be undone by
     that transaction's ROLLBACK and stay invisible to the other sessions until its COMMIT.
     """
+    idle = not in_transaction(conn)
+    auto = is_autocommit(conn)
     if pg_clock_installed(conn):
+        if idle and not auto and in_transaction(conn):
+            conn.commit()  # end the read-only transaction the check opened
         return False
-    if in_transaction(conn):
+    if not idle:
         raise ClockError("the harness clock is not installed in this database and cannot be installed inside "
                          "an open transaction (the DDL would be rolled back with it). Install it before "
                          "BEGIN: call install_pg_clock(conn) in setup, or put the first clock step before "
                          "the session's BEGIN.")
-    auto = is_autocommit(conn)
     if auto:
         query(conn, "BEGIN")
     try:
@@ -300,21 +303,23 @@ class DbClock:
 
     def shadow(self, conn: Any) -> None:
         """Make this session's unqualified now()/clock_timestamp()/... read the harness clock (PG)."""
-        if not self.pg:
-            return
+        if self.pg:
+            _run_own_statement(conn, lambda: self._shadow(conn))
+
+    @staticmethod
+    def _shadow(conn: Any) -> None:
         current = query(conn, "SELECT current_setting('search_path')")[0][0]
         wanted = _pg_shadowing_path(current)
         if wanted != current:
-            _run_own_statement(conn, lambda: query(conn, "SELECT set_config('search_path', %s, false)", (wanted,)))
+            query(conn, "SELECT set_config('search_path', %s, false)", (wanted,))
 
     def freeze(self, conn: Any, at: datetime | str | float | int, *, all_sessions: bool = False) -> datetime:
         """Stop the clock at ``at`` (naive = UTC); returns the instant as an aware datetime."""
         instant = to_datetime(at)
         if self.pg:
             self.install(conn)
-            self.shadow(conn)
-            _run_own_statement(conn, lambda: query(conn, "SELECT harness_clock.freeze(%s, %s)",
-                                                   (instant.isoformat(), all_sessions)))
+            _run_own_statement(conn, lambda: (self._shadow(conn), query(
+                conn, "SELECT harness_clock.freeze(%s, %s)", (instant.isoformat(), all_sessions))))
             return instant
         self._mysql_only_session(all_sessions, "freeze")
         secs = Decimal(to_micros(instant)) / Decimal(1_000_000)
@@ -326,9 +331,8 @@ class DbClock:
         clock (real time + offset); MySQL cannot, and asks to freeze first."""
         if self.pg:
             self.install(conn)
-            self.shadow(conn)
-            _run_own_statement(conn, lambda: query(conn, "SELECT harness_clock.advance(%s, %s)",
-                                                   (float(ms), all_sessions)))
+            _run_own_statement(conn, lambda: (self._shadow(conn), query(
+                conn, "SELECT harness_clock.advance(%s, %s)", (float(ms), all_sessions))))
             return self.now(conn)
         self._mysql_only_session(all_sessions, "advance")
         frozen = query(conn, "SELECT @harness_clock_frozen")[0][0]
@@ -343,9 +347,8 @@ class DbClock:
         """Back to the real clock.  PostgreSQL per session: stop overriding (the session then follows
         the global state, the real clock unless someone froze all sessions)."""
         if self.pg:
-            if not pg_clock_installed(conn):
-                return
-            _run_own_statement(conn, lambda: query(conn, "SELECT harness_clock.unfreeze(%s)", (all_sessions,)))
+            _run_own_statement(conn, lambda: pg_clock_installed(conn) and query(
+                conn, "SELECT harness_clock.unfreeze(%s)", (all_sessions,)))
             return
         self._mysql_only_session(all_sessions, "unfreeze")
         query(conn, "SET @@session.timestamp = DEFAULT, @harness_clock_frozen = NULL")
@@ -373,60 +376,65 @@ class FakeClock:
     """An injectable clock for Python code under test: real time unless frozen, plus skew per actor.
 
     ``time(actor)`` = (frozen instant, or ``source()`` + offset) + that actor's skew, in epoch seconds.
+    State is kept in integer microseconds, so a thousand 1 ms advances make exactly one second.
     Thread-safe: actors run in their own threads and read while the test freezes/advances.
     """
 
     source: Callable[[], float] = _time.time
-    _frozen: float | None = None
-    _offset: float = 0.0
-    _skew: dict[str, float] = field(default_factory=dict)
+    _frozen_us: int | None = None
+    _offset_us: int = 0
+    _skew_us: dict[str, int] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def _base_us(self) -> int:  # under the lock
+        if self._frozen_us is not None:
+            return self._frozen_us
+        return round(self.source() * 1_000_000) + self._offset_us
 
     def time(self, actor: str | None = None) -> float:
         with self._lock:
-            base = self._frozen if self._frozen is not None else self.source() + self._offset
-            return base + (self._skew.get(actor, 0.0) if actor is not None else 0.0)
+            return (self._base_us() + (self._skew_us.get(actor, 0) if actor is not None else 0)) / 1e6
 
     def now(self, actor: str | None = None, tz: timezone = timezone.utc) -> datetime:
-        return datetime.fromtimestamp(self.time(actor), tz)
+        with self._lock:
+            us = self._base_us() + (self._skew_us.get(actor, 0) if actor is not None else 0)
+        return from_micros(us).astimezone(tz)
 
     def freeze(self, at: datetime | str | float | int | None = None) -> float:
         """Stop the clock at ``at`` (default: the current reading); returns epoch seconds."""
         with self._lock:
-            if at is None:
-                at = self.source() + self._offset if self._frozen is None else self._frozen
-            self._frozen = to_micros(at) / 1e6
-            return self._frozen
+            self._frozen_us = self._base_us() if at is None else to_micros(at)
+            return self._frozen_us / 1e6
 
     def unfreeze(self) -> None:
         with self._lock:
-            self._frozen, self._offset = None, 0.0
+            self._frozen_us, self._offset_us = None, 0
 
     @property
     def frozen(self) -> bool:
         with self._lock:
-            return self._frozen is not None
+            return self._frozen_us is not None
 
     def advance(self, ms: float = 0.0, *, seconds: float = 0.0) -> float:
         """Move the clock forward (frozen: the instant; running: an offset to real time)."""
-        step = seconds + ms / 1000.0
+        step = round(seconds * 1_000_000 + ms * 1000)
         with self._lock:
-            if self._frozen is not None:
-                self._frozen += step
+            if self._frozen_us is not None:
+                self._frozen_us += step
             else:
-                self._offset += step
-        return self.time()
+                self._offset_us += step
+            return self._base_us() / 1e6
 
     def skew(self, actor: str, ms: float) -> None:
         """Make ``actor``'s clock read ``ms`` ahead (negative: behind) of everyone else's."""
         with self._lock:
-            self._skew[actor] = ms / 1000.0
+            self._skew_us[actor] = round(ms * 1000)
 
     def sleep(self, seconds: float) -> None:
         """A sleep for code under test: a frozen clock just advances; a running one really sleeps."""
         with self._lock:
-            if self._frozen is not None:
-                self._frozen += seconds
+            if self._frozen_us is not None:
+                self._frozen_us += round(seconds * 1_000_000)
                 return
         _time.sleep(seconds)
 
