@@ -124,6 +124,23 @@ def test_pg_what_can_and_cannot_be_shadowed(pg_database: Database) -> None:
         query(conn, "INSERT INTO d_shadowed (id) VALUES (1); INSERT INTO d_real (id) VALUES (1)")
         assert _utc(query(conn, "SELECT ts FROM d_shadowed")[0][0]) == T0
         assert _utc(query(conn, "SELECT ts FROM d_real")[0][0]) != T0
+        # views and BEGIN ATOMIC bodies bind like defaults; plpgsql and string-bodied SQL functions
+        # resolve when run, unless the function pins its own search_path
+        query(conn, "CREATE VIEW v_shadowed AS SELECT now() AS t")
+        query(conn, "CREATE FUNCTION f_plpgsql() RETURNS timestamptz LANGUAGE plpgsql "
+                    "AS $$ BEGIN RETURN clock_timestamp(); END $$")
+        query(conn, "CREATE FUNCTION f_sql() RETURNS timestamptz LANGUAGE sql AS $$ SELECT clock_timestamp() $$")
+        query(conn, "SET search_path = public")
+        query(conn, "CREATE VIEW v_real AS SELECT now() AS t")
+        query(conn, "CREATE FUNCTION f_atomic() RETURNS timestamptz LANGUAGE sql "
+                    "BEGIN ATOMIC SELECT clock_timestamp(); END")
+        query(conn, "CREATE FUNCTION f_pinned() RETURNS timestamptz LANGUAGE plpgsql SET search_path = pg_catalog "
+                    "AS $$ BEGIN RETURN clock_timestamp(); END $$")
+        clock.shadow(conn)
+        row = query(conn, "SELECT (SELECT t FROM v_shadowed), f_plpgsql(), f_sql(), "
+                          "(SELECT t FROM v_real), f_atomic(), f_pinned(), timeofday()::timestamptz")[0]
+        assert [_utc(v) for v in row[:3]] == [T0] * 3
+        assert all(_utc(v) != T0 for v in row[3:])
 
 
 @pytest.mark.backends("postgres")
@@ -163,6 +180,10 @@ def test_mysql_limits(mysql_database: Database) -> None:
             clock.advance(conn, 5)
         with pytest.raises(ClockError, match="all sessions"):
             clock.freeze(conn, T0, all_sessions=True)
+        with pytest.raises(Exception, match="1228"):
+            query(conn, "SET GLOBAL timestamp = 1704067200")
+        with pytest.raises(Exception, match="1193"):  # --sysdate-is-now is a start option, not a variable
+            query(conn, "SELECT @@global.sysdate_is_now")
         clock.freeze(conn, T0)
         row = query(conn, "SELECT NOW(6), UTC_TIMESTAMP(6), CURRENT_TIMESTAMP(6), SYSDATE(6)")[0]
         assert [_utc(v) for v in row[:3]] == [T0] * 3
