@@ -18,7 +18,7 @@ from __future__ import annotations
 import secrets
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any, Callable
 
 from .clock import DbClock, is_mysql, query
 from .dialect import ConnInfo
