@@ -149,23 +149,23 @@ class IsolationDialect(PostgresDialect):
         return out
 
     def waits(self, monitor: Any, session_ids: list[int]) -> list[Wait]:
-        """isolationtester's lock-wait query: blocked by one of our sessions, or waiting for a safe snapshot."""
+        """isolationtester's lock-wait test (blocked by one of our sessions, or waiting for a safe
+        snapshot), for all asked-about sessions in one round trip."""
+        if not session_ids:
+            return []
         pgconn = monitor.pgconn
         if id(pgconn) not in self._prepared:
-            res = pgconn.prepare(self.WAIT_STMT, b"SELECT pg_catalog.pg_isolation_test_session_is_blocked"
-                                                 b"($1::int4, $2::int4[])")
+            res = pgconn.prepare(self.WAIT_STMT, b"SELECT p FROM unnest($1::int4[]) AS p "
+                                                 b"WHERE pg_catalog.pg_isolation_test_session_is_blocked(p, $2::int4[])")
             if res.status != pq.ExecStatus.COMMAND_OK:
                 raise HarnessError(f"prepare of lock wait query failed: {_text(pgconn.error_message)}")
             self._prepared.add(id(pgconn))
-        pids = _bytes("{" + ",".join(str(p) for p in self.session_pids) + "}")
-        out: list[Wait] = []
-        for pid in session_ids:
-            res = pgconn.exec_prepared(self.WAIT_STMT, [str(pid).encode(), pids])
-            if res.status != pq.ExecStatus.TUPLES_OK or res.ntuples != 1:
-                raise HarnessError(f"lock wait query failed: {_text(pgconn.error_message)}")
-            if (res.get_value(0, 0) or b"f")[:1] == b"t":
-                out.append(Wait(waiter=pid, holder=None, lock="lock"))
-        return out
+        asked = _bytes("{" + ",".join(str(p) for p in session_ids) + "}")
+        ours = _bytes("{" + ",".join(str(p) for p in self.session_pids) + "}")
+        res = pgconn.exec_prepared(self.WAIT_STMT, [asked, ours])
+        if res.status != pq.ExecStatus.TUPLES_OK:
+            raise HarnessError(f"lock wait query failed: {_text(pgconn.error_message)}")
+        return [Wait(waiter=int(res.get_value(r, 0) or b"0"), holder=None, lock="lock") for r in range(res.ntuples)]
 
 
 # -- PQprint ----------------------------------------------------------------------------------------
@@ -466,7 +466,8 @@ def run_spec(scenario: Scenario, target: ConnInfo | str | Connector, out: Any, e
 
     dialect = dialect or IsolationDialect()
     timeout = step_timeout if step_timeout is not None else step_timeout_from_env()
-    options = EngineOptions(step_timeout=timeout, on_timeout="cancel", poll_first=0.001, poll_max=0.010)
+    options = EngineOptions(step_timeout=timeout, on_timeout="cancel", poll_first=0.001, poll_max=0.010,
+                            reset_sessions=False)  # isolationtester leaves session state to the spec
     engine = Engine(scenario, "postgres", dialect, ConnInfo("postgresql", "", 0), options, connector=connector)
     try:
         engine.open()
@@ -494,6 +495,15 @@ def run_spec(scenario: Scenario, target: ConnInfo | str | Connector, out: Any, e
     finally:
         engine.close()
     return 0
+
+
+def run_spec_on_server(scenario: Scenario, server: Any, out: Any, err: Any = None) -> int:
+    """``harness run x.spec``: run a spec on a fresh database of a provisioned server, then drop it."""
+    db = server.create_database()
+    try:
+        return run_spec(scenario, db.info, out, err)
+    finally:
+        db.drop()
 
 
 def pg_version() -> str:
@@ -557,4 +567,4 @@ if __name__ == "__main__":
 
 
 __all__ = ["IsolationDialect", "IsolationFormatter", "NOTIFY_TAG", "Output", "all_permutations",
-           "isolationtester_main", "pqprint", "run_spec"]
+           "isolationtester_main", "pqprint", "run_spec", "run_spec_on_server"]
