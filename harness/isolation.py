@@ -216,7 +216,6 @@ class Output:
 
     def __init__(self, stream: Any) -> None:
         self.stream = stream
-        self.binary = not isinstance(stream, io.TextIOBase) or hasattr(stream, "buffer")
 
     def write(self, data: bytes) -> None:
         if not data:

@@ -161,7 +161,7 @@ class _Parser:
         tok = self.expect("sql", f"an SQL block {{ ... }} after {after!r}")
         return SqlText.plain(tok.value, tok.line)
 
-    def spec(self, name: str) -> tuple[list[SqlText], SqlText | None, list[Session], list[Interleaving]]:
+    def spec(self) -> tuple[list[SqlText], SqlText | None, list[Session], list[Interleaving]]:
         setups: list[SqlText] = []
         while self.tok.kind == "setup":
             self.take()
@@ -281,7 +281,7 @@ def load_spec(text: str, path: str) -> Scenario:
     try:
         tokens = tokenize(text, path)
         parser = _Parser(tokens, path)
-        setups, teardown, sessions, perms = parser.spec(os.path.basename(path))
+        setups, teardown, sessions, perms = parser.spec()
         perm_lines = _permutation_lines(tokens)
         _check(path, sessions, perms, perm_lines)
     except ScenarioError:
