@@ -40,6 +40,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--pg-dsn", dest="harness_pg_dsn", default=None, help="use this existing PostgreSQL server")
     group.addoption("--mysql-dsn", dest="harness_mysql_dsn", default=None, help="use this existing MySQL/MariaDB server")
     group.addoption("--redis-url", dest="harness_redis_url", default=None, help="use this existing Redis server")
+    group.addoption("--harness-replay", dest="harness_replay", default=None, metavar="SCHEDULE",
+                    help='replay this schedule (e.g. "A A B A") in race tests instead of exploring')
     group.addoption("--harness-report", dest="harness_report", default=None, metavar="DIR",
                     help="write the HTML report and JSON results of scenario items into DIR")
 
@@ -218,6 +220,28 @@ def server_factory(harness_settings: Settings) -> Iterator[Callable[[str], Serve
     yield start
     for server in started:
         server.stop()
+
+
+@pytest.fixture
+def race(request: pytest.FixtureRequest, database: Database, server_pool: ServerPool) -> Iterator[Any]:
+    """A :class:`harness.explore.Race` on a fresh database of the current backend.
+
+    ``race.assert_no_race(N)`` explores N schedules and fails with the minimal schedule and the exact
+    pytest command that replays it; ``--harness-replay "A A B"`` replays instead of exploring.
+    """
+    import shlex
+
+    from .explore.race import Race
+
+    nodeid = request.node.nodeid
+    r = Race(database, name=request.node.name, redis=lambda: _get(server_pool, "redis").info,
+             replay_hint=lambda sched: f"pytest {shlex.quote(nodeid)} --harness-replay {shlex.quote(sched)}",
+             forced_schedule=request.config.getoption("harness_replay"),
+             save_dir=request.config.rootpath / "reports" / "schedules")
+    try:
+        yield r
+    finally:
+        r.close()
 
 
 # -- scenario files as test items ----------------------------------------------------------------

@@ -43,6 +43,10 @@ class _Proxy:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._obj, name)
 
+    @property  # type: ignore[misc]
+    def __class__(self) -> type:  # isinstance(proxy, psycopg.Connection) holds, as drivers/ORMs check
+        return type(self._obj)
+
     def __setattr__(self, name: str, value: Any) -> None:
         setattr(self._obj, name, value)
 

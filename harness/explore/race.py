@@ -102,6 +102,7 @@ class ExploreResult:
     first_failure_after: int | None = None  # schedules run until the first failure
     seed: int | None = None
     minimal_verified: bool = False  # no preemption of the failure can be removed
+    exhausted: bool = False  # every distinct schedule was tried before the budget ran out
 
     @property
     def passed(self) -> bool:
@@ -131,11 +132,19 @@ class Race:
     """Actors, setup and checks for one database; explore or replay their schedules."""
 
     def __init__(self, database: Database, *, name: str = "race", redis: Any = None,
-                 hang_timeout: float = 10.0, allowed_errors: Iterable[str | type] = ()) -> None:
+                 hang_timeout: float = 10.0, allowed_errors: Iterable[str | type] = (),
+                 replay_hint: Callable[[str], str] | None = None, forced_schedule: str | None = None,
+                 save_dir: str | Path | None = None) -> None:
+        """``redis``: a ConnInfo (or a callable giving one) for redis locks; ``replay_hint(schedule)``
+        says how to replay a failure (the pytest fixture gives the pytest command); ``forced_schedule``
+        makes the assert_* helpers replay that schedule instead of exploring."""
         self.database, self.name = database, name
+        self.replay_hint = replay_hint or (lambda sched: f"race.replay({sched!r})")
+        self.forced_schedule = forced_schedule
+        self.save_dir = Path(save_dir) if save_dir else None
         self.backend = database.backend
         self.dialect = database.dialect
-        self.redis_info = redis  # ConnInfo of a Redis server, for redis locks
+        self._redis = redis  # ConnInfo of a Redis server (or a callable giving one), for redis locks
         self.options = SchedulerOptions(hang_timeout=hang_timeout)
         self.actors: dict[str, Callable[..., Any]] = {}
         self._setup: list[str | Callable[[Any], None]] = []
@@ -147,6 +156,7 @@ class Race:
         self._serial_outcomes: set[Any] | None = None
         self._observe_sql: str | None = None
         self._monitor: Any = None
+        self._redis_keys: set[str] = set()  # deleted after every schedule: state must not leak
 
     def close(self) -> None:
         """Close the race's own control connection (actors' connections close after each schedule)."""
@@ -222,6 +232,56 @@ class Race:
         self._observe_sql = observe_sql
         self._serial_outcomes = None
 
+    @property
+    def redis_info(self) -> Any:
+        return self._redis() if callable(self._redis) else self._redis
+
+    # -- assertions for tests ------------------------------------------------------------------------
+    def assert_no_race(self, max_schedules: int | None = None, **explore_kwargs: Any) -> ExploreResult:
+        """Explore; fail with the minimal schedule, its trace and the replay command if any fails."""
+        if self.forced_schedule:
+            outcome = self.replay(self.forced_schedule)
+            if not outcome.passed:
+                raise AssertionError(self._failure_text(outcome, "replayed schedule fails"))
+            return ExploreResult("replay", 1, outcome.duration)
+        result = self.explore(max_schedules=max_schedules, **explore_kwargs)
+        if result.failure is not None:
+            raise AssertionError(self._failure_text(result.failure, f"race found after "
+                                                    f"{result.first_failure_after} schedule(s)"))
+        return result
+
+    def assert_finds_race(self, max_schedules: int | None = None, **explore_kwargs: Any) -> ExploreResult:
+        """Explore expecting a failure (for demonstrations of a known bug); returns the minimal one."""
+        if self.forced_schedule:
+            outcome = self.replay(self.forced_schedule)
+            if outcome.passed:
+                raise AssertionError(f"the replayed schedule {self.forced_schedule!r} passes")
+            return ExploreResult("replay", 1, outcome.duration, outcome)
+        result = self.explore(max_schedules=max_schedules, **explore_kwargs)
+        if result.failure is None:
+            raise AssertionError(f"expected a race, but {result.schedules_run} schedules of race "
+                                 f"{self.name!r} ({result.strategy}) all passed")
+        return result
+
+    def _failure_text(self, outcome: ScheduleOutcome, headline: str) -> str:
+        saved = self.save_schedule(outcome)
+        return (f"{headline}; minimal schedule ({outcome.preemptions} preemption(s)):\n{outcome.describe()}\n"
+                f"replay: {self.replay_hint(outcome.schedule_text)}" + (f"\nsaved: {saved}" if saved else ""))
+
+    def save_schedule(self, outcome: ScheduleOutcome) -> Path | None:
+        """Write the failing schedule to a JSON file (for ``harness replay FILE``)."""
+        if self.save_dir is None:
+            return None
+        import json
+        import re
+
+        self.save_dir.mkdir(parents=True, exist_ok=True)
+        path = self.save_dir / (re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{self.name}-{self.backend}") + ".json")
+        path.write_text(json.dumps({"kind": "race", "race": self.name, "backend": self.backend,
+                                    "schedule": outcome.schedule_text, "violations": outcome.violations,
+                                    "replay": self.replay_hint(outcome.schedule_text)}, indent=1))
+        return path
+
     # -- handles for actors --------------------------------------------------------------------------
     def _sched(self) -> Scheduler | None:
         return self._scheduler
@@ -258,6 +318,7 @@ class Race:
 
             client = redis.Redis(host=self.redis_info.host, port=self.redis_info.port)
             self._opened.append(client)
+            self._redis_keys.add(key)
             return locks.RedisLock(client, key, ttl_ms=ttl_ms, token=locks.new_token(owner), observer=observer)
         connection = conn if conn is not None else self.connect(autocommit=True)
         if kind == "get_lock":
@@ -303,6 +364,8 @@ class Race:
         if not self.actors:
             raise HarnessError(f"race {self.name!r} has no actors; add some with race.actor(name, fn).")
         start = time.perf_counter()
+        if self._observe_sql is not None:
+            self._serial_states()  # learn the allowed final states first, on a clean database
         control = self._control()
         self._run_hooks(self._setup, control)
         try:
@@ -319,8 +382,20 @@ class Race:
             violations = self._evaluate(run, control)
         finally:  # also when Hypothesis stops a test case mid-draw, or a replay diverges
             self._run_hooks(self._teardown, control)
+            self._reset_redis()
         return ScheduleOutcome(run.schedule, run.labels, run.results, violations, run.trace, run.preemptions,
                                time.perf_counter() - start)
+
+    def _reset_redis(self) -> None:
+        if not self._redis_keys:
+            return
+        import redis
+
+        client = redis.Redis(host=self.redis_info.host, port=self.redis_info.port)
+        try:
+            client.delete(*self._redis_keys)
+        finally:
+            client.close()
 
     def _bind(self, name: str, fn: Callable[..., Any]) -> Callable[[], Any]:
         try:
@@ -433,6 +508,9 @@ class Race:
                 first = count
             return outcome
 
+        # one unrecorded run first: lazy initialisation in the code under test (an ORM's first connect
+        # queries its dialect) must not make the first schedule take other decisions than its replays
+        self.run_schedule(ContinueChooser())
         if strategy == "hypothesis":
             failure = self._explore_hypothesis(one, budget, profile, database_dir)
         elif strategy in ("random", "pct"):
@@ -456,7 +534,9 @@ class Race:
         verified = False
         if failure is not None and minimize:
             failure, verified = self.minimize(failure)
-        return ExploreResult(strategy, count, time.perf_counter() - start, failure, first, seed, verified)
+        exhausted = failure is None and count < budget and strategy in ("hypothesis", "exhaustive")
+        return ExploreResult(strategy, count, time.perf_counter() - start, failure, first, seed, verified,
+                             exhausted)
 
     def _explore_hypothesis(self, one: Callable[[Chooser], ScheduleOutcome], budget: int, profile: str,
                             database_dir: str | Path | None) -> ScheduleOutcome | None:
@@ -480,11 +560,25 @@ class Race:
             return found.outcome
         return None
 
-    def minimize(self, failure: ScheduleOutcome) -> tuple[ScheduleOutcome, bool]:
-        """Remove preemptions one at a time while the schedule still fails; then verify none can go.
+    def minimize(self, failure: ScheduleOutcome, budget: int = 400) -> tuple[ScheduleOutcome, bool]:
+        """The failing schedule with the fewest preemptions, none of which can be removed.
 
-        Works on decision indexes (0 = the current actor goes on), replaying each candidate exactly.
+        First every schedule with fewer preemptions than ``failure`` is tried in a fixed order (bounded
+        enumeration, as CHESS does: few schedules have few preemptions), so the result does not depend
+        on where Hypothesis happened to start; then preemptions are dropped one at a time while the
+        schedule still fails, replaying each candidate exactly.
         """
+        tried = 0
+        for bound in range(failure.preemptions):
+            for outcome in bounded_exhaustive(self.run_schedule, bound, budget - tried):
+                tried += 1
+                if not outcome.passed:
+                    return self._drop_preemptions(outcome)
+            if tried >= budget:
+                break
+        return self._drop_preemptions(failure)
+
+    def _drop_preemptions(self, failure: ScheduleOutcome) -> tuple[ScheduleOutcome, bool]:
         recorder = IndexChooser([])
         current = self.run_schedule(_Recording(ReplayChooser(failure.schedule), recorder))
         if current.passed:  # not reproducible: report what was found, unverified

@@ -77,6 +77,7 @@ class _Actor:
     thread: threading.Thread | None = None
     sid: int | None = None  # the server session an in-flight call runs on
     op_seq: int = 0
+    blocked_in_call: bool = False  # sticky: the current call was seen waiting in the server
     lock_key: str | None = None
     lock_waits: WaitEdge | None = None
     segments: int = 0
@@ -146,7 +147,7 @@ class Scheduler:
         if actor is None:
             return fn()
         with self.cond:
-            actor.sid, actor.op_seq = sid, actor.op_seq + 1
+            actor.sid, actor.op_seq, actor.blocked_in_call = sid, actor.op_seq + 1, False
         error: BaseException | None = None
         try:
             return fn()
@@ -155,8 +156,10 @@ class Scheduler:
             raise
         finally:
             with self.cond:
-                was_blocked = actor.state == BLOCKED_DB
-                actor.sid = None
+                # not the state: the conductor may already have moved a released waiter back to
+                # RUNNING, and it must still pause here, or it would run beside the chosen actor
+                was_blocked = actor.blocked_in_call
+                actor.sid, actor.blocked_in_call = None, False
                 self._event("complete", actor, label, error=error, after_wait=was_blocked)
                 if was_blocked:  # resume only when chosen again: one actor at a time
                     actor.state, actor.label = READY, f"resume after {label}"
@@ -304,7 +307,7 @@ class Scheduler:
                             continue
                         edges = [w for w in waiting if w.waiter == actor.name]
                         if actor.state == RUNNING and edges:
-                            actor.state = BLOCKED_DB
+                            actor.state, actor.blocked_in_call = BLOCKED_DB, True
                             self._event("blocked", actor, actor.label, waits=edges)
                         elif actor.state == BLOCKED_DB and not edges:
                             actor.state = RUNNING  # released: it completes and pauses, or blocks anew

@@ -6,8 +6,8 @@ it dies with the process that started it, even on SIGKILL; stale temp dirs of de
 on the next start.  Initialised data directories are cached (keyed by binary version and init
 arguments) so a warm start is a copy plus a boot instead of initdb.
 
-Caveat of PDEATHSIG: it fires when the *thread* that started the server exits, so start servers from
-a long-lived thread (the main thread, as pytest and the CLI do).
+PDEATHSIG fires when the *thread* that forked the server exits, so every server is forked from one
+long-lived spawner thread (:class:`_Spawner`), whichever thread asked for it.
 """
 
 from __future__ import annotations
@@ -18,12 +18,14 @@ import hashlib
 import json
 import os
 import pwd
+import queue
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import weakref
 from dataclasses import dataclass
@@ -92,7 +94,50 @@ def _pdeathsig_preexec(parent: int) -> Callable[[], None] | None:
     return setup
 
 
+class _Spawner:
+    """Forks every server from one long-lived thread.
+
+    PR_SET_PDEATHSIG fires when the *thread* that forked the child exits, not the process: a server
+    started from a short-lived thread (an actor, a worker) would die with it.  This thread lives as
+    long as the process, so servers die exactly when the process does.  It is the one piece of
+    process-wide state here, because the kernel ties the signal to a thread.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._jobs: queue.SimpleQueue[tuple[Callable[[], Any], queue.SimpleQueue[Any]]] | None = None
+
+    def run(self, fn: Callable[[], Any]) -> Any:
+        with self._lock:
+            if self._jobs is None:
+                self._jobs = queue.SimpleQueue()
+                threading.Thread(target=self._loop, args=(self._jobs,), daemon=True,
+                                 name="harness-server-spawner").start()
+        reply: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._jobs.put((fn, reply))
+        ok, value = reply.get()
+        if not ok:
+            raise value
+        return value
+
+    @staticmethod
+    def _loop(jobs: queue.SimpleQueue[tuple[Callable[[], Any], queue.SimpleQueue[Any]]]) -> None:
+        while True:
+            fn, reply = jobs.get()
+            try:
+                reply.put((True, fn()))
+            except BaseException as exc:  # handed back to the caller's thread
+                reply.put((False, exc))
+
+
+_SPAWNER = _Spawner()
+
+
 def _spawn(cmd: list[str], who: RunAs | None, log: Path, cwd: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    return _SPAWNER.run(lambda: _popen(cmd, who, log, cwd, env))
+
+
+def _popen(cmd: list[str], who: RunAs | None, log: Path, cwd: Path, env: dict[str, str] | None) -> subprocess.Popen[bytes]:
     with open(log, "ab") as out:
         return subprocess.Popen(
             cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, cwd=cwd,
