@@ -88,9 +88,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             for backend in [b for b in settings.backends if b in scenario.backends]:
                 server = pool.get(backend)
                 results.servers[backend] = f"{server.flavor} {server.version}"
-                outcomes = run_scenario(scenario, backend, server, interleavings=chosen)
+                outcomes = run_scenario(scenario, backend, server, interleavings=chosen,
+                                        redis=lambda: pool.get("redis").info)
                 results.outcomes.extend(outcomes)
-                print_outcomes(outcomes, sys.stdout, verbose=args.verbose)
+                print_outcomes(outcomes, sys.stdout, verbose=args.verbose, summary=False)
     finally:
         pool.close()
     results.duration = time.perf_counter() - started
@@ -150,6 +151,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["isolationtester"]:  # isolationtester's own argv contract (-V, CONNINFO), untouched
+        from .isolation import isolationtester_main
+
+        return isolationtester_main(argv[1:], sys.stdin, sys.stdout, sys.stderr)
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -279,8 +279,10 @@ class ScenarioItem(pytest.Item):
     def runtest(self) -> None:
         from .runner import run_scenario
 
-        server = _get(self.config.stash[POOL_KEY], self.backend)
-        (self.outcome,) = run_scenario(self.scenario, self.backend, server, interleavings=[self.interleaving])
+        pool = self.config.stash[POOL_KEY]
+        server = _get(pool, self.backend)
+        (self.outcome,) = run_scenario(self.scenario, self.backend, server, interleavings=[self.interleaving],
+                                       redis=lambda: _get(pool, "redis").info)
         if not self.outcome.passed:
             raise ScenarioFailure(self.outcome)
 

@@ -6,9 +6,10 @@ This is the library API the CLI and the pytest plugin call; it glues engine and 
 from __future__ import annotations
 
 import time
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from .check import evaluate_checks, verdict
+from .dialect import ConnInfo
 from .engine import Action, Engine, EngineOptions, ScenarioRunError, all_interleavings
 from .errors import ScenarioError
 from .provision import Database, Server
@@ -40,9 +41,17 @@ def interleavings_of(scenario: Scenario) -> list[Interleaving]:
 
 def run_scenario(scenario: Scenario, backend: str, server: Server, *,
                  interleavings: list[Interleaving] | None = None, database: Database | None = None,
-                 options: EngineOptions | None = None, actions: Mapping[str, Action] | None = None
-                 ) -> list[Outcome]:
-    """Run interleavings (default: the scenario's, or all) on a fresh database; one outcome each."""
+                 options: EngineOptions | None = None, actions: Mapping[str, Action] | None = None,
+                 redis: Callable[[], ConnInfo] | None = None) -> list[Outcome]:
+    """Run interleavings (default: the scenario's, or all) on a fresh database; one outcome each.
+
+    ``actions`` default to the harness's own (clock, lock, unlock, expire_lease, point); ``redis``
+    gives a Redis server on first use of a redis lock step.
+    """
+    if actions is None:
+        from .actions import build_actions
+
+        actions = build_actions(backend, redis)
     chosen = interleavings if interleavings is not None else interleavings_of(scenario)
     db = database or server.create_database()
     outcomes: list[Outcome] = []

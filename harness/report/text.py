@@ -41,7 +41,7 @@ def trace_lines(trace: Trace) -> list[str]:
     return lines
 
 
-def print_outcomes(outcomes: list[Outcome], out: TextIO, *, verbose: bool = False) -> None:
+def print_outcomes(outcomes: list[Outcome], out: TextIO, *, verbose: bool = False, summary: bool = True) -> None:
     groups: dict[tuple[str, str], list[Outcome]] = {}
     for o in outcomes:
         groups.setdefault((o.path, o.backend), []).append(o)
@@ -67,5 +67,6 @@ def print_outcomes(outcomes: list[Outcome], out: TextIO, *, verbose: bool = Fals
                     out.write(f"       {line}\n")
             if not o.passed:
                 out.write(f"          replay: {o.replay}\n")
-    total_failed = sum(not o.passed for o in outcomes)
-    out.write(f"{len(outcomes)} outcomes: {len(outcomes) - total_failed} as expected, {total_failed} not\n")
+    if summary:
+        total_failed = sum(not o.passed for o in outcomes)
+        out.write(f"{len(outcomes)} outcomes: {len(outcomes) - total_failed} as expected, {total_failed} not\n")

@@ -27,7 +27,7 @@ INTERLEAVING_KEYS = ("steps", "name", "expect")
 STEP_EXPECT_KEYS = ("ok", "error", "blocks")
 ISOLATION_LEVELS = ("read uncommitted", "read committed", "repeatable read", "serializable")
 #: harness actions a YAML step may use; the exploration and fault issues add their implementations
-KNOWN_ACTIONS = ("lock", "unlock", "clock", "expire_lease", "sleep_ms", "point")
+KNOWN_ACTIONS = ("lock", "unlock", "clock", "expire_lease", "point")
 
 
 def _closest(word: str, options: Any) -> str:
