@@ -69,8 +69,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         for e in errors:
             print(f"harness: error: {e}", file=sys.stderr)
         return 2
-    if args.interleaving and len(scenarios) != 1:
-        raise HarnessError("--interleaving needs exactly one scenario file.")
+    if (args.interleaving or getattr(args, "schedule", None)) and len(scenarios) != 1:
+        raise HarnessError("--interleaving/--schedule need exactly one scenario file.")
+    exploring_only = args.command == "explore"
 
     results = RunResults(started=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                          harness_version=__version__, command=" ".join(["harness", *sys.argv[1:]]))
@@ -85,11 +86,19 @@ def cmd_run(args: argparse.Namespace) -> int:
                 exit_code = max(exit_code, run_spec_on_server(scenario, pool.get("postgres"), sys.stdout))
                 continue
             chosen = [parse_interleaving(scenario, args.interleaving)] if args.interleaving else None
+            schedule = getattr(args, "schedule", None)
+            explore = exploring_only or schedule is not None or (scenario.explore is not None and not chosen)
+            listed = scenario.sessions and not exploring_only and schedule is None and (
+                chosen or scenario.interleavings or scenario.explore is None)
             for backend in [b for b in settings.backends if b in scenario.backends]:
                 server = pool.get(backend)
                 results.servers[backend] = f"{server.flavor} {server.version}"
-                outcomes = run_scenario(scenario, backend, server, interleavings=chosen,
-                                        redis=lambda: pool.get("redis").info)
+                outcomes = []
+                if listed:
+                    outcomes += run_scenario(scenario, backend, server, interleavings=chosen,
+                                             redis=lambda: pool.get("redis").info)
+                if explore:
+                    outcomes.append(_explore_one(scenario, backend, server, pool, args, schedule))
                 results.outcomes.extend(outcomes)
                 print_outcomes(outcomes, sys.stdout, verbose=args.verbose, summary=False)
     finally:
@@ -106,6 +115,44 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"\n{len(results.outcomes)} outcomes, {failed} not as expected, {results.duration:.1f}s")
         exit_code = max(exit_code, 1 if failed else 0)
     return exit_code
+
+
+def _explore_one(scenario, backend, server, pool, args, schedule):  # type: ignore[no-untyped-def]
+    from .explore.scenario import explore_scenario
+
+    from .report.progress import ExplorationProgress
+
+    budget = getattr(args, "schedules", None) or (scenario.explore.schedules if scenario.explore else 100)
+    with ExplorationProgress(budget, f"{scenario.name} [{backend}]") as bar:
+        outcome = explore_scenario(scenario, backend, server, redis=lambda: pool.get("redis").info,
+                                   schedules=getattr(args, "schedules", None),
+                                   strategy=getattr(args, "strategy", None), seed=getattr(args, "seed", None),
+                                   schedule=schedule,
+                                   progress=lambda done, total: bar.advance(0))
+    if outcome.schedule and schedule is None:  # keep the found schedule for `harness replay FILE`
+        import re
+
+        folder = Path("reports") / "schedules"
+        folder.mkdir(parents=True, exist_ok=True)
+        name = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{scenario.name}-{backend}") + ".json"
+        (folder / name).write_text(json.dumps({"kind": "scenario", "path": scenario.path, "backend": backend,
+                                               "schedule": " ".join(outcome.schedule), "replay": outcome.replay,
+                                               "violations": outcome.violated}, indent=1))
+    return outcome
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    """Replay a saved schedule file (written when an exploration or a race test fails)."""
+    import subprocess
+
+    try:
+        saved = json.loads(Path(args.saved).read_text())
+        command = saved["replay"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise HarnessError(f"{args.saved}: not a saved schedule file ({exc}); those are written to "
+                           "reports/schedules/ when an exploration or a race test fails.") from None
+    print(f"replaying: {command}", flush=True)
+    return subprocess.call(command, shell=True)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -138,8 +185,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true", help="print every trace, not only failures")
     p.add_argument("--json", help="write the JSON results file here")
     p.add_argument("--report", help="write the HTML report into this folder")
+    p.add_argument("--schedule", help='replay this exploration schedule exactly, e.g. "A A B A"')
     _add_server_options(p)
     p.set_defaults(func=cmd_run)
+    p = sub.add_parser("explore", help="search the schedules of a scenario (Hypothesis by default)")
+    p.add_argument("files", nargs="+", help="scenario files or folders")
+    p.add_argument("--schedules", type=int, help="how many schedules (default: the file's, or 100)")
+    p.add_argument("--strategy", choices=["hypothesis", "exhaustive", "pct", "random"])
+    p.add_argument("--seed", type=int, help="seed for pct/random")
+    p.add_argument("-v", "--verbose", action="store_true")
+    p.add_argument("--json", help="write the JSON results file here")
+    p.add_argument("--report", help="write the HTML report into this folder")
+    _add_server_options(p)
+    p.set_defaults(func=cmd_run, interleaving=None, schedule=None)
+    p = sub.add_parser("replay", help="replay a saved failing schedule (reports/schedules/*.json)")
+    p.add_argument("saved", help="the saved schedule file")
+    p.set_defaults(func=cmd_replay)
     p = sub.add_parser("report", help="re-render the HTML report from a JSON results file")
     p.add_argument("results", help="results JSON written by --json / --report")
     p.add_argument("-o", "--output", required=True, help="the HTML file to write")

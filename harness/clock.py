@@ -47,8 +47,7 @@ class ClockError(HarnessError):
 # -- running SQL on any supported DB-API connection ------------------------------------------------
 
 def is_mysql(conn: Any) -> bool:
-    conn = getattr(conn, "raw", conn)  # the explorer's instrumented proxies wrap the driver's connection
-    return type(conn).__module__.startswith("pymysql")
+    return conn.__class__.__module__.startswith("pymysql")  # __class__: proxies answer it too
 
 
 def _mysql_literal(value: Any) -> str:

@@ -260,7 +260,8 @@ class ScenarioFile(pytest.File):
 
         try:
             scenario = load_file(self.path)
-            interleavings = interleavings_of(scenario)
+            listed = scenario.sessions and (scenario.interleavings or scenario.explore is None)
+            interleavings = interleavings_of(scenario) if listed else []
         except HarnessError as exc:
             raise self.CollectError(str(exc)) from None
         pool = self.config.stash[POOL_KEY]
@@ -268,6 +269,9 @@ class ScenarioFile(pytest.File):
             for il in interleavings:
                 yield ScenarioItem.from_parent(self, name=f"{backend}:{il.label}", scenario=scenario,
                                                backend=backend, interleaving=il)
+            if scenario.explore is not None:
+                yield ExplorationItem.from_parent(self, name=f"{backend}:explore", scenario=scenario,
+                                                  backend=backend, interleaving=None)
 
 
 class ScenarioItem(pytest.Item):
@@ -302,6 +306,25 @@ class ScenarioItem(pytest.Item):
 
     def reportinfo(self) -> tuple[Any, int, str]:
         return self.path, self.interleaving.line or 0, f"{self.scenario.name} [{self.backend}] {self.interleaving.label}"
+
+
+class ExplorationItem(ScenarioItem):
+    """A scenario's ``explore:`` section on one backend: found (or not) as the scenario expects."""
+
+    def runtest(self) -> None:
+        from .explore.scenario import explore_scenario
+
+        pool = self.config.stash[POOL_KEY]
+        server = _get(pool, self.backend)
+        self.outcome = explore_scenario(self.scenario, self.backend, server, redis=lambda: _get(pool, "redis").info,
+                                        schedule=self.config.getoption("harness_replay"),
+                                        database_dir=str(self.config.rootpath / ".hypothesis" / "harness"))
+        if not self.outcome.passed:
+            raise ScenarioFailure(self.outcome)
+
+    def reportinfo(self) -> tuple[Any, int, str]:
+        line = self.scenario.explore.line if self.scenario.explore else 0
+        return self.path, line, f"{self.scenario.name} [{self.backend}] exploration"
 
 
 class ScenarioFailure(Exception):

@@ -34,8 +34,11 @@ class Outcome:
     @property
     def replay(self) -> str:
         """The command that reproduces exactly this outcome."""
-        if self.kind == "exploration" and not self.violated and self.passed and not self.schedule:
-            return f"harness explore {shlex.quote(self.path)} --backend {self.backend}"
+        if self.kind == "exploration":
+            if not self.schedule:
+                return f"harness explore {shlex.quote(self.path)} --backend {self.backend}"
+            return (f"harness run {shlex.quote(self.path)} --backend {self.backend} "
+                    f"--schedule {shlex.quote(' '.join(self.schedule))}")
         return (f"harness run {shlex.quote(self.path)} --backend {self.backend} "
                 f"--interleaving {shlex.quote(' '.join(self.schedule))}")
 

@@ -149,8 +149,10 @@ class Scheduler:
         with self.cond:
             actor.sid, actor.op_seq, actor.blocked_in_call = sid, actor.op_seq + 1, False
         error: BaseException | None = None
+        value: Any = None
         try:
-            return fn()
+            value = fn()
+            return value
         except BaseException as exc:
             error = exc
             raise
@@ -160,7 +162,8 @@ class Scheduler:
                 # RUNNING, and it must still pause here, or it would run beside the chosen actor
                 was_blocked = actor.blocked_in_call
                 actor.sid, actor.blocked_in_call = None, False
-                self._event("complete", actor, label, error=error, after_wait=was_blocked)
+                self._event("complete", actor, label, error=error, after_wait=was_blocked,
+                            result=value if isinstance(value, StepResult) else None)
                 if was_blocked:  # resume only when chosen again: one actor at a time
                     actor.state, actor.label = READY, f"resume after {label}"
                 self.cond.notify_all()
@@ -388,9 +391,9 @@ class Scheduler:
         return time.monotonic() - self._t0
 
     def _event(self, kind: str, actor: _Actor, label: str, *, error: BaseException | None = None,
-               waits: list[WaitEdge] | None = None, after_wait: bool = False) -> None:
-        result = None
-        if kind in ("complete", "done"):
+               waits: list[WaitEdge] | None = None, after_wait: bool = False,
+               result: StepResult | None = None) -> None:
+        if result is None and kind in ("complete", "done"):
             info = ActorResult(actor.name, error=error).error_info if error is not None and not isinstance(
                 error, ScheduleAborted) else None
             result = StepResult(error=info)

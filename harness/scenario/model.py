@@ -109,6 +109,26 @@ class Interleaving:
 
 
 @dataclass(frozen=True)
+class ActorSpec:
+    """A Python actor: ``call`` is ``package.module:function``, called as ``function(ctx, **args)``."""
+
+    name: str
+    call: str
+    args: Mapping[str, Any] = field(default_factory=dict)
+    line: int = 0
+
+
+@dataclass(frozen=True)
+class ExploreSpec:
+    """Search the schedules of the actors (or of the sessions' steps) instead of listing them."""
+
+    schedules: int = 100
+    strategy: str = "hypothesis"
+    expect: Mapping[str, Expectation] = field(default_factory=dict)
+    line: int = 0
+
+
+@dataclass(frozen=True)
 class Timeouts:
     step: float = 10.0  # a step may make no progress this long (the server's deadlock detector
     #                     fires well within it) before the run is declared hung
@@ -129,6 +149,8 @@ class Scenario:
     max_interleavings: int = 100
     timeouts: Timeouts = field(default_factory=Timeouts)
     source: str = "yaml"  # "yaml" | "spec"
+    actors: tuple[ActorSpec, ...] = ()
+    explore: ExploreSpec | None = None
 
     def step(self, name: str) -> Step:
         for session in self.sessions:
@@ -140,6 +162,14 @@ class Scenario:
     @property
     def step_names(self) -> list[str]:
         return [s.name for sess in self.sessions for s in sess.steps]
+
+    def exploration_expectation(self, backend: str) -> Expectation | None:
+        for table in ((self.explore.expect if self.explore else {}), self.expect):
+            if backend in table:
+                return table[backend]
+            if ANY_BACKEND in table:
+                return table[ANY_BACKEND]
+        return None
 
     def expectation(self, interleaving: Interleaving, backend: str) -> Expectation | None:
         for table in (interleaving.expect, self.expect):

@@ -15,8 +15,8 @@ import yaml
 
 from ..config import BACKENDS
 from ..errors import ScenarioError
-from .model import (ANY_BACKEND, Check, Expectation, Interleaving, Scenario, Session, SqlText, Step,
-                    StepExpect, StepRef, Timeouts)
+from .model import (ANY_BACKEND, ActorSpec, Check, Expectation, ExploreSpec, Interleaving, Scenario, Session,
+                    SqlText, Step, StepExpect, StepRef, Timeouts)
 
 SCENARIO_KEYS = ("name", "description", "backends", "setup", "teardown", "sessions", "checks",
                  "interleavings", "expect", "max_interleavings", "timeouts", "actors", "explore")
@@ -24,6 +24,9 @@ SESSION_KEYS = ("isolation", "setup", "teardown", "steps")
 STEP_KEYS = ("sql", "action", "args", "expect")
 CHECK_KEYS = ("sql", "expect")
 INTERLEAVING_KEYS = ("steps", "name", "expect")
+ACTOR_KEYS = ("call", "args")
+EXPLORE_KEYS = ("schedules", "strategy", "expect")
+STRATEGIES = ("hypothesis", "exhaustive", "pct", "random")
 STEP_EXPECT_KEYS = ("ok", "error", "blocks")
 ISOLATION_LEVELS = ("read uncommitted", "read committed", "repeatable read", "serializable")
 #: harness actions a YAML step may use; the exploration and fault issues add their implementations
@@ -106,16 +109,33 @@ class _Reader:
 
     # -- shared shapes ---------------------------------------------------------------------------
     def sql(self, node: yaml.Node, what: str) -> SqlText:
-        """``SQL`` or ``{postgres: SQL, mysql: SQL}`` (either key may be missing)."""
+        """``SQL``, ``{file: x.sql}``, or ``{postgres: SQL-or-file, mysql: SQL-or-file}``."""
         line = node.start_mark.line + 1
+        if isinstance(node, yaml.MappingNode) and [str(k.value) for k, _ in node.value] == ["file"]:
+            return SqlText({ANY_BACKEND: self.file_text(node.value[0][1], what)}, line)
         if isinstance(node, yaml.MappingNode):
             by: dict[str, str] = {}
             for key, key_node, value in self.mapping(node, what, BACKENDS):
-                by[key] = self.text(value, f"{what} for {key}")
+                if isinstance(value, yaml.MappingNode):
+                    (name, _, file_node), = self.mapping(value, f"{what} for {key}", ("file",)) or [("", None, value)]
+                    by[key] = self.file_text(file_node, f"{what} for {key}")
+                else:
+                    by[key] = self.text(value, f"{what} for {key}")
             if not by:
                 raise self.fail(node, f"{what} has no SQL.")
             return SqlText(by, line)
         return SqlText({ANY_BACKEND: self.text(node, what)}, line)
+
+    def file_text(self, node: yaml.Node, what: str) -> str:
+        """The contents of an SQL file named relative to the scenario file."""
+        name = self.text(node, f"{what} file").strip()
+        target = Path(self.path).parent / name
+        try:
+            return target.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise self.fail(node, f"{what}: cannot read SQL file {str(target)!r} ({exc.strerror}).") from None
+        except UnicodeDecodeError:
+            raise self.fail(node, f"{what}: SQL file {str(target)!r} is not UTF-8 text.") from None
 
     def sql_blocks(self, node: yaml.Node, what: str) -> tuple[SqlText, ...]:
         """One SQL text, a per-backend mapping, or a list of either (run as separate blocks)."""
@@ -219,6 +239,24 @@ def _step(r: _Reader, session: str, name: str, node: yaml.Node) -> Step:
     return Step(name, session, action=action, args=args, expect=expect, line=line)
 
 
+def _actor(r: _Reader, name: str, node: yaml.Node) -> ActorSpec:
+    what = f"actor {name!r}"
+    if isinstance(node, yaml.ScalarNode):
+        call, args = r.text(node, what).strip(), {}
+    else:
+        items = dict((k, v) for k, _, v in r.mapping(node, what, ACTOR_KEYS))
+        if "call" not in items:
+            raise r.fail(node, f"{what} needs `call: package.module:function`.")
+        call = r.text(items["call"], f"{what} call").strip()
+        args = r.value(items["args"]) if "args" in items else {}
+        if not isinstance(args, dict):
+            raise r.fail(items["args"], f"{what} args must be a mapping of keyword arguments.")
+    module, sep, function = call.partition(":")
+    if not sep or not module or not function.isidentifier():
+        raise r.fail(node, f"{what} call must look like package.module:function, not {call!r}.")
+    return ActorSpec(name, call, args, node.start_mark.line + 1)
+
+
 def _session(r: _Reader, name: str, node: yaml.Node, step_names: dict[str, int]) -> Session:
     what = f"session {name!r}"
     items = {k: (kn, v) for k, kn, v in r.mapping(node, what, SESSION_KEYS)}
@@ -286,14 +324,26 @@ def load_yaml(text: str, path: str) -> Scenario:
     if root is None:
         raise ScenarioError("the file is empty; a scenario needs at least `sessions:`.", path=path, line=1)
     items = {k: (kn, v) for k, kn, v in r.mapping(root, "the scenario", SCENARIO_KEYS)}
-    if "sessions" not in items:
-        raise r.fail(root, "the scenario has no `sessions:`; give it a mapping of session names to steps.")
+    if "sessions" not in items and "actors" not in items:
+        raise r.fail(root, "the scenario has no `sessions:`; give it a mapping of session names to steps "
+                           "(or `actors:` naming Python functions, with `explore:`).")
 
     step_names: dict[str, int] = {}
-    sessions = tuple(_session(r, name, value, step_names)
-                     for name, _, value in r.mapping(items["sessions"][1], "sessions"))
-    if not sessions:
-        raise r.fail(items["sessions"][1], "the scenario has no sessions.")
+    sessions: tuple[Session, ...] = ()
+    if "sessions" in items:
+        sessions = tuple(_session(r, name, value, step_names)
+                         for name, _, value in r.mapping(items["sessions"][1], "sessions"))
+        if not sessions:
+            raise r.fail(items["sessions"][1], "the scenario has no sessions.")
+    actors = tuple(_actor(r, name, value) for name, _, value in r.mapping(items["actors"][1], "actors")) \
+        if "actors" in items else ()
+    if "actors" in items and not actors:
+        raise r.fail(items["actors"][1], "the scenario has no actors.")
+    if actors and sessions:
+        raise r.fail(items["actors"][0], "a scenario has either `sessions:` (SQL steps) or `actors:` (Python "
+                                         "functions), not both.")
+    if actors and "explore" not in items:
+        raise r.fail(items["actors"][0], "Python actors are explored, not listed: add `explore: {schedules: N}`.")
 
     checks: tuple[Check, ...] = ()
     if "checks" in items:
@@ -317,7 +367,23 @@ def load_yaml(text: str, path: str) -> Scenario:
     expect = r.per_backend(items["expect"][1], "expect", lambda n, w: _expectation(r, n, w)) \
         if "expect" in items else {}
 
-    for exp_owner, table in [(None, expect)] + [(il, il.expect) for il in interleavings]:
+    explore = None
+    if "explore" in items:
+        node = items["explore"][1]
+        e = dict((k, v) for k, _, v in r.mapping(node, "explore", EXPLORE_KEYS))
+        strategy = r.text(e["strategy"], "explore strategy").strip() if "strategy" in e else "hypothesis"
+        if strategy not in STRATEGIES:
+            raise r.fail(e["strategy"], f"explore strategy must be one of {', '.join(STRATEGIES)}, not "
+                                        f"{strategy!r}.{_closest(strategy, STRATEGIES)}")
+        explore = ExploreSpec(
+            schedules=int(r.number(e["schedules"], "explore schedules", 1)) if "schedules" in e else 100,
+            strategy=strategy,
+            expect=r.per_backend(e["expect"], "explore expect", lambda n, w: _expectation(r, n, w))
+            if "expect" in e else {},
+            line=node.start_mark.line + 1)
+
+    for exp_owner, table in [(None, expect), (None, explore.expect if explore else {})] + \
+            [(il, il.expect) for il in interleavings]:
         for exp in table.values():
             if exp.violates and exp.violates not in check_names:
                 raise ScenarioError(f"expectation 'violates: {exp.violates}' names no check; checks are: "
@@ -341,7 +407,7 @@ def load_yaml(text: str, path: str) -> Scenario:
         description=r.scalar(items["description"][1], "description").strip() if "description" in items else "",
         max_interleavings=int(r.number(items["max_interleavings"][1], "max_interleavings", 1))
         if "max_interleavings" in items else 100,
-        timeouts=timeouts, source="yaml",
+        timeouts=timeouts, source="yaml", actors=actors, explore=explore,
     )
 
 

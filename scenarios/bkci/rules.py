@@ -42,7 +42,7 @@ class Rule:
 
 
 def _is_mysql(conn: Any) -> bool:
-    return type(conn).__module__.startswith("pymysql")
+    return conn.__class__.__module__.startswith("pymysql")
 
 
 class _Tx:

@@ -19,7 +19,7 @@ HISTORY = "history"
 
 
 def _is_mysql(conn: Any) -> bool:
-    return type(conn).__module__.startswith("pymysql")
+    return conn.__class__.__module__.startswith("pymysql")
 
 
 def schema_sql(backend: str, variant: str = "plain") -> list[str]:

@@ -1,0 +1,157 @@
+"""Explore YAML scenarios: their sessions' steps, or the Python actors they name, become race actors.
+
+A session actor runs its steps in order on its own autocommit connection, each step a scheduling
+point (so the explorer, not a listed interleaving, decides the order); a Python actor is
+``package.module:function`` called as ``function(ctx, **args)``.  Checks and setup come from the
+scenario; the verdict compares what was found with the scenario's ``explore.expect``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from ..dialect import ConnInfo
+from ..engine import ActionContext
+from ..errors import HarnessError, ScenarioError
+from ..provision import Database, Server
+from ..results import Outcome
+from ..scenario.model import ActorSpec, Scenario, Session
+from .race import Race, ScheduleOutcome
+
+
+def _resolve(scenario: Scenario, spec: ActorSpec) -> Callable[..., Any]:
+    module_name, _, function = spec.call.partition(":")
+    root = _project_root(Path(scenario.path))
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:
+        raise ScenarioError(f"actor {spec.name!r}: cannot import {module_name!r} ({type(exc).__name__}: {exc}); "
+                            f"the module path is resolved from {root}.", path=scenario.path, line=spec.line) from None
+    fn = getattr(module, function, None)
+    if not callable(fn):
+        raise ScenarioError(f"actor {spec.name!r}: {module_name} has no function {function!r}.",
+                            path=scenario.path, line=spec.line)
+    return fn
+
+
+def _project_root(path: Path) -> Path:
+    for folder in path.resolve().parents:
+        if (folder / "pyproject.toml").is_file():
+            return folder
+    return path.resolve().parent
+
+
+def _session_actor(race: Race, session: Session, backend: str, actions: dict[str, Any]) -> Callable[[Any], None]:
+    dialect = race.dialect
+
+    def run(ctx: Any) -> None:
+        conn = race.track(dialect.open_session(race.database.info, ctx.name))
+        if session.isolation:
+            dialect.run_sql(conn, dialect.isolation_sql(session.isolation))
+        for block in session.setup:
+            sql = block.for_backend(backend)
+            if sql:
+                dialect.run_sql(conn, sql)
+        for step in session.steps:
+            if step.action is not None:
+                action_ctx = ActionContext(session.name, conn, dialect, step.args, _NoWorker())
+                race.call(f"{step.name}: {step.action}", conn, lambda: actions[step.action](action_ctx))
+            else:
+                sql = step.sql.for_backend(backend) if step.sql else None
+                if sql is None:
+                    raise HarnessError(f"step {step.name!r} has no SQL for {backend}")
+                race.call(f"{step.name}: {sql}", conn, lambda: dialect.run_sql(conn, sql))
+        for block in session.teardown:
+            sql = block.for_backend(backend)
+            if sql:
+                dialect.run_sql(conn, sql)
+
+    return run
+
+
+class _NoWorker:
+    """Actions report Redis waits through the engine's worker; under exploration the lock observer does."""
+
+    self_wait: Any = None
+
+
+def race_for_scenario(scenario: Scenario, backend: str, database: Database,
+                      redis: Callable[[], ConnInfo] | None = None) -> Race:
+    race = Race(database, name=scenario.name, redis=redis, hang_timeout=scenario.timeouts.step)
+    for block in scenario.setup:
+        sql = block.for_backend(backend)
+        if sql:
+            race.setup(sql)
+    for block in scenario.teardown:
+        sql = block.for_backend(backend)
+        if sql:
+            race.teardown(sql)
+    for check in scenario.checks:
+        sql = check.sql.for_backend(backend)
+        if sql is None:
+            continue
+        if check.kind == "equals":
+            race.check_sql(check.name, sql, equals=check.expected)
+        else:
+            race.check_sql(check.name, sql, empty=check.kind == "empty")
+    if scenario.actors:
+        for spec in scenario.actors:
+            fn = _resolve(scenario, spec)
+            race.actor(spec.name, lambda ctx, fn=fn, args=dict(spec.args): fn(ctx, **args))
+    else:
+        from ..actions import build_actions
+
+        actions = build_actions(backend, redis)
+        for session in scenario.sessions:
+            race.actor(session.name, _session_actor(race, session, backend, actions))
+    return race
+
+
+def explore_scenario(scenario: Scenario, backend: str, server: Server, *,
+                     redis: Callable[[], ConnInfo] | None = None, schedules: int | None = None,
+                     strategy: str | None = None, seed: int | None = None, schedule: str | None = None,
+                     database_dir: str | None = None, progress: Any = None) -> Outcome:
+    """Explore (or, with ``schedule``, replay) a scenario on a fresh database; one Outcome."""
+    database = server.create_database()
+    start = time.perf_counter()
+    try:
+        with race_for_scenario(scenario, backend, database, redis) as race:
+            expectation = scenario.exploration_expectation(backend)
+            wanted = expectation.violates if expectation else None
+            if schedule is not None:
+                found: ScheduleOutcome | None = race.replay(schedule)
+                runs = 1
+                if found.passed:
+                    found = None
+            else:
+                spec = scenario.explore
+                result = race.explore(strategy=strategy or (spec.strategy if spec else "hypothesis"),
+                                      max_schedules=schedules or (spec.schedules if spec else 100),
+                                      seed=seed, database_dir=database_dir, progress=progress)
+                found, runs = result.failure, result.schedules_run
+            outcome = _outcome(scenario, backend, found, runs, wanted, time.perf_counter() - start, seed)
+    finally:
+        database.drop()
+    return outcome
+
+
+def _outcome(scenario: Scenario, backend: str, found: ScheduleOutcome | None, runs: int, wanted: str | None,
+             elapsed: float, seed: int | None) -> Outcome:
+    violated = [] if found is None else sorted({v.split()[1] for v in found.violations if v.startswith("check ")})
+    problems: list[str] = []
+    if wanted is None and found is not None:
+        problems = list(found.violations)
+    elif wanted is not None and found is None:
+        problems = [f"expected check {wanted} to be violated, but {runs} schedules all held"]
+    elif wanted is not None and found is not None and wanted not in violated:
+        problems = [f"expected check {wanted} to be violated, but the failure found was: "
+                    + "; ".join(found.violations)]
+    return Outcome(scenario.name, scenario.path, backend, "exploration", found.schedule if found else [],
+                   not problems, f"violates: {wanted}" if wanted else "holds", violated, problems, elapsed,
+                   found.trace if found else None, kind="exploration", schedules_run=runs, seed=seed)
