@@ -110,6 +110,7 @@ class Scheduler:
         self.labels: list[str] = []
         self.preemptions = 0
         self._released_check_due = False
+        self._stall_start: float | None = None  # lock-only retries with no real move since then
 
     # -- called from actor threads ------------------------------------------------------------------
     def current(self) -> _Actor | None:
@@ -273,6 +274,7 @@ class Scheduler:
 
     def _grant(self, name: str) -> None:
         actor = self.actors[name]
+        self._stall_start = None
         with self.cond:
             actor.segments += 1
             self.schedule.append(name)
@@ -330,8 +332,13 @@ class Scheduler:
                 db_blocked = any(a.state == BLOCKED_DB for a in self.actors.values())
                 if lock_waiters and not db_blocked:
                     # only harness-lock waiters: let real time pass (a lease may expire), then let the
-                    # first one retry without recording a decision (no choice was made)
-                    self.cond.wait(timeout=delay)
+                    # first one retry without recording a decision (no choice was made) -- bounded:
+                    # retries that never let anyone else move count against the hang timeout
+                    now = time.monotonic()
+                    self._stall_start = self._stall_start or now
+                    if now - self._stall_start > self.options.hang_timeout:
+                        return False
+                    self.cond.wait(timeout=min(0.05, 0.001 * 2 ** min(10, int((now - self._stall_start) * 20))))
                     waiter = self.actors[lock_waiters[0]]
                     waiter.state, waiter.lock_key = RUNNING, None
                     waiter.go.set()
