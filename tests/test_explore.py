@@ -190,7 +190,7 @@ class _Fixed:
         return self.moves[index] if index < len(self.moves) else runnable[0]
 
 
-def test_sqlalchemy_and_psycopg2_code_is_scheduled_unchanged(race: Race, backend: str, tmp_path) -> None:
+def test_sqlalchemy_code_is_scheduled_unchanged(race: Race, backend: str, tmp_path) -> None:
     import sqlalchemy
 
     race.setup(RULES)
@@ -211,3 +211,24 @@ def test_sqlalchemy_and_psycopg2_code_is_scheduled_unchanged(race: Race, backend
     assert found.minimal_verified and not any(r.error for r in found.failure.results.values())
     labels = " ".join(found.failure.labels)
     assert "SELECT count(*) FROM rules" in labels and "COMMIT" in labels
+
+
+@pytest.mark.backends("postgres")
+def test_psycopg2_connections_are_instrumented_too(race: Race, tmp_path) -> None:
+    import psycopg2
+
+    from harness.explore.instrument import instrument
+
+    info = race.database.info
+    race.setup(RULES)
+    race.teardown("DROP TABLE rules")
+
+    def via_psycopg2(ctx):
+        raw = race.track(psycopg2.connect(host=info.host, port=info.port, user=info.user, dbname=info.dbname))
+        apps.check_then_insert(instrument(raw, race._sched))
+
+    race.actor("A", via_psycopg2)
+    race.actor("B", via_psycopg2)
+    race.check_sql("one_rule", "SELECT count(*) FROM rules", equals=1)
+    found = race.assert_finds_race(max_schedules=100, database_dir=tmp_path)
+    assert found.failure.preemptions == 1 and found.minimal_verified
