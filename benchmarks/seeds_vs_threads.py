@@ -142,7 +142,7 @@ def harness_side(seed: Seed, database: Any, redis_info: Any, args: argparse.Name
             for r in range(args.runs):
                 stamps: dict[int, float] = {}
                 t0 = time.perf_counter()
-                out = race.explore(strategy="hypothesis", max_schedules=50, database_dir=Path(tmp) / f"run{r}",
+                out = race.explore(strategy=args.strategy, max_schedules=50, database_dir=Path(tmp) / f"run{r}",
                                    progress=lambda n, _b: stamps.__setitem__(n, time.perf_counter()))
                 if out.failure is not None:
                     res["found"] += 1
@@ -162,7 +162,7 @@ def harness_side(seed: Seed, database: Any, redis_info: Any, args: argparse.Name
         fixed = build_race(seed, database, redis_info, seed.fixed, prefix)
         try:
             t0 = time.perf_counter()
-            out = fixed.explore(strategy="hypothesis", max_schedules=args.fixed_schedules,
+            out = fixed.explore(strategy=args.strategy, max_schedules=args.fixed_schedules,
                                 database_dir=Path(tmp) / "fixed")
             res["fixed"] = (out.schedules_run, out.passed, out.exhausted, time.perf_counter() - t0,
                             out.failure.schedule_text if out.failure else None)
@@ -252,6 +252,7 @@ def main() -> int:
     ap.add_argument("--replays", type=int, default=20)
     ap.add_argument("--fixed-schedules", type=int, default=500)
     ap.add_argument("--seeds", default=",".join(s.name for s in SEEDS))
+    ap.add_argument("--strategy", default="auto", help="exploration strategy: auto (default), hypothesis, ...")
     args = ap.parse_args()
     wanted = [s for s in SEEDS if s.name in args.seeds.split(",")]
     settings = load_settings()

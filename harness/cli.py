@@ -191,7 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("explore", help="search the schedules of a scenario (Hypothesis by default)")
     p.add_argument("files", nargs="+", help="scenario files or folders")
     p.add_argument("--schedules", type=int, help="how many schedules (default: the file's, or 100)")
-    p.add_argument("--strategy", choices=["hypothesis", "exhaustive", "pct", "random"])
+    p.add_argument("--strategy", choices=["auto", "hypothesis", "exhaustive", "pct", "random"],
+                   help="auto (default): stored failures, then every schedule with <= 1 preemption, then Hypothesis")
     p.add_argument("--seed", type=int, help="seed for pct/random")
     p.add_argument("-v", "--verbose", action="store_true")
     p.add_argument("--json", help="write the JSON results file here")

@@ -30,6 +30,8 @@ class Outcome:
     kind: str = "interleaving"  # "interleaving" | "exploration"
     schedules_run: int = 1  # explorations: how many schedules were tried
     seed: int | None = None
+    found_after: int | None = None  # explorations: schedules until the first failure
+    preemptions: int | None = None  # explorations: context switches in the minimal schedule
 
     @property
     def replay(self) -> str:
@@ -47,7 +49,8 @@ class Outcome:
                 "schedule": list(self.schedule), "passed": self.passed, "expected": self.expected,
                 "violated": list(self.violated), "problems": list(self.problems),
                 "duration": round(self.duration, 6), "error": self.error, "kind": self.kind,
-                "schedules_run": self.schedules_run, "seed": self.seed, "replay": self.replay,
+                "schedules_run": self.schedules_run, "seed": self.seed, "found_after": self.found_after,
+                "preemptions": self.preemptions, "replay": self.replay,
                 "trace": self.trace.to_json() if self.trace else None}
 
     @classmethod
@@ -57,6 +60,7 @@ class Outcome:
                    violated=list(d.get("violated", [])), problems=list(d.get("problems", [])),
                    duration=d.get("duration", 0.0), error=d.get("error"), kind=d.get("kind", "interleaving"),
                    schedules_run=d.get("schedules_run", 1), seed=d.get("seed"),
+                   found_after=d.get("found_after"), preemptions=d.get("preemptions"),
                    trace=Trace.from_json(d["trace"]) if d.get("trace") else None)
 
 

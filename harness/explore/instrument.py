@@ -33,12 +33,13 @@ def _label(sql: Any) -> str:
 
 
 class _Proxy:
-    __slots__ = ("_obj", "_sched", "_sid")
+    __slots__ = ("_obj", "_sched", "_sid", "_quiet")
 
-    def __init__(self, obj: Any, sched: SchedulerRef, sid: int | None) -> None:
+    def __init__(self, obj: Any, sched: SchedulerRef, sid: int | None, quiet: bool = False) -> None:
         object.__setattr__(self, "_obj", obj)
         object.__setattr__(self, "_sched", sched)
         object.__setattr__(self, "_sid", sid)
+        object.__setattr__(self, "_quiet", quiet)  # calls are watched for waits but are no decisions
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._obj, name)
@@ -56,7 +57,7 @@ class _Proxy:
             return fn()
         if self._sid is not None:
             sched.register_session(self._sid)
-        return sched.call(label, self._sid, fn)
+        return sched.call(label, self._sid, fn, point=not self._quiet)
 
 
 class InstrumentedCursor(_Proxy):
@@ -101,11 +102,11 @@ class InstrumentedConnection(_Proxy):
     __slots__ = ()
 
     def cursor(self, *args: Any, **kwargs: Any) -> InstrumentedCursor:
-        return InstrumentedCursor(self._obj.cursor(*args, **kwargs), self._sched, self._sid)
+        return InstrumentedCursor(self._obj.cursor(*args, **kwargs), self._sched, self._sid, self._quiet)
 
     def execute(self, sql: Any, *args: Any, **kwargs: Any) -> Any:  # psycopg 3 shortcut
         cur = self._call(_label(sql), lambda: self._obj.execute(sql, *args, **kwargs))
-        return InstrumentedCursor(cur, self._sched, self._sid)
+        return InstrumentedCursor(cur, self._sched, self._sid, self._quiet)
 
     def commit(self) -> Any:
         return self._call("COMMIT", self._obj.commit)
@@ -135,9 +136,9 @@ class InstrumentedConnection(_Proxy):
         return self._obj
 
 
-def instrument(conn: Any, sched: SchedulerRef) -> InstrumentedConnection:
-    """Wrap a raw DB-API connection so its calls become scheduling points."""
-    return InstrumentedConnection(conn, sched, session_id_of(conn))
+def instrument(conn: Any, sched: SchedulerRef, *, quiet: bool = False) -> InstrumentedConnection:
+    """Wrap a raw DB-API connection so its calls become scheduling points (``quiet``: only watched)."""
+    return InstrumentedConnection(conn, sched, session_id_of(conn), quiet)
 
 
 def instrument_engine(url: Any, sched: SchedulerRef, **engine_kwargs: Any) -> Any:

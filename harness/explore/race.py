@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import inspect
 import itertools
+import unittest
 import os
 import time
 from dataclasses import dataclass, field
@@ -301,6 +302,7 @@ class Race:
     def connect(self, **kwargs: Any) -> InstrumentedConnection:
         """A new instrumented connection with the driver's defaults (autocommit off)."""
         autocommit = bool(kwargs.pop("autocommit", False))
+        quiet = bool(kwargs.pop("quiet", False))
         if self.backend == "postgres" and not kwargs and self._idle[autocommit]:
             raw = self._idle[autocommit].pop()
             self._lent.append((autocommit, raw))
@@ -310,7 +312,7 @@ class Race:
         else:
             raw = self.dialect.connect(self.database.info, autocommit=autocommit, **kwargs)
             self._opened.append(raw)
-        return instrument(raw, self._sched)
+        return instrument(raw, self._sched, quiet=quiet)
 
     def _return_lent(self) -> None:
         """Reset lent PostgreSQL connections and keep them for the next schedule."""
@@ -362,7 +364,9 @@ class Race:
             key = self.redis_key(key)
             self._redis_keys.add(key)
             return locks.RedisLock(client, key, ttl_ms=ttl_ms, token=locks.new_token(owner), observer=observer)
-        connection = conn if conn is not None else self.connect(autocommit=True)
+        # the lock's own statements (savepoints, lock_timeout) are watched, not decisions: the
+        # observer's point before acquire/release is the one decision a lock operation needs
+        connection = conn if conn is not None else self.connect(autocommit=True, quiet=True)
         if kind == "get_lock":
             return locks.MySQLUserLock(connection, key, observer=observer)
         if kind == "advisory":
@@ -544,7 +548,7 @@ class Race:
                                f"(actors: {', '.join(self.actors)}).")
         return self.run_schedule(ReplayChooser(moves))
 
-    def explore(self, *, strategy: str = "hypothesis", max_schedules: int | None = None,
+    def explore(self, *, strategy: str = "auto", max_schedules: int | None = None,
                 profile: str | None = None, seed: int | None = None, preemption_bound: int = 2,
                 pct_depth: int = 2, database_dir: str | Path | None = None,
                 stop_at_first: bool = True, minimize: bool = True,
@@ -573,7 +577,20 @@ class Race:
         # one unrecorded run first: lazy initialisation in the code under test (an ORM's first connect
         # queries its dialect) must not make the first schedule take other decisions than its replays
         self.run_schedule(ContinueChooser())
-        if strategy == "hypothesis":
+        if strategy == "auto":
+            # 1. failures stored in the example database first; 2. every schedule with at most one
+            # preemption (most races need one: CHESS's observation), up to half the budget, in a
+            # fixed order; 3. Hypothesis generation and shrinking with what is left
+            failure = self._explore_hypothesis(one, budget, profile, database_dir, phases=[Phase.reuse])
+            if failure is None:
+                for outcome in bounded_exhaustive(one, 1, max(1, budget // 2)):
+                    if not outcome.passed:
+                        failure = outcome
+                        break
+            if failure is None and count < budget:
+                failure = self._explore_hypothesis(one, budget - count, profile, database_dir,
+                                                   phases=[Phase.generate, Phase.shrink])
+        elif strategy == "hypothesis":
             failure = self._explore_hypothesis(one, budget, profile, database_dir)
         elif strategy in ("random", "pct"):
             for i in range(budget):
@@ -592,22 +609,23 @@ class Race:
                     if stop_at_first:
                         break
         else:
-            raise HarnessError(f"unknown strategy {strategy!r}; use hypothesis, exhaustive, pct or random.")
+            raise HarnessError(f"unknown strategy {strategy!r}; use auto, hypothesis, exhaustive, pct or random.")
         verified = False
         if failure is not None and minimize:
             failure, verified = self.minimize(failure)
-        exhausted = failure is None and count < budget and strategy in ("hypothesis", "exhaustive")
+        exhausted = failure is None and count < budget and strategy in ("auto", "hypothesis", "exhaustive")
         return ExploreResult(strategy, count, time.perf_counter() - start, failure, first, seed, verified,
                              exhausted)
 
     def _explore_hypothesis(self, one: Callable[[Chooser], ScheduleOutcome], budget: int, profile: str,
-                            database_dir: str | Path | None) -> ScheduleOutcome | None:
+                            database_dir: str | Path | None, phases: list[Phase] | None = None
+                            ) -> ScheduleOutcome | None:
         kwargs = {**PROFILES[profile], "max_examples": budget}
         db_dir = Path(database_dir or os.environ.get("HARNESS_EXAMPLES_DIR", ".hypothesis/harness"))
 
         def make_search(database: Any) -> Callable[[], None]:
-            @settings(deadline=None, database=database, print_blob=False,
-                      suppress_health_check=list(HealthCheck), phases=[Phase.reuse, Phase.generate, Phase.shrink],
+            @settings(deadline=None, database=database, print_blob=False, suppress_health_check=list(HealthCheck),
+                      phases=phases or [Phase.reuse, Phase.generate, Phase.shrink],
                       report_multiple_bugs=False, **kwargs)
             @given(st.data())
             def search(data: Any) -> None:
@@ -623,6 +641,8 @@ class Race:
             make_search(DirectoryBasedExampleDatabase(str(db_dir)))()
         except _Found as found:
             return found.outcome
+        except unittest.SkipTest:  # the reuse phase alone, and nothing stored: nothing ran, not a skip
+            return None
         except (HypothesisFlaky, FlakyStrategyDefinition) as exc:
             # a stored example from an earlier, different version of the scenario (or of the code under
             # test) no longer behaves as recorded: search again without the stale examples

@@ -124,6 +124,7 @@ def explore_scenario(scenario: Scenario, backend: str, server: Server, *,
         with race_for_scenario(scenario, backend, database, redis) as race:
             expectation = scenario.exploration_expectation(backend)
             wanted = expectation.violates if expectation else None
+            found_after = None
             if schedule is not None:
                 found: ScheduleOutcome | None = race.replay(schedule)
                 runs = 1
@@ -131,11 +132,13 @@ def explore_scenario(scenario: Scenario, backend: str, server: Server, *,
                     found = None
             else:
                 spec = scenario.explore
-                result = race.explore(strategy=strategy or (spec.strategy if spec else "hypothesis"),
+                result = race.explore(strategy=strategy or (spec.strategy if spec else "auto"),
                                       max_schedules=schedules or (spec.schedules if spec else 100),
                                       seed=seed, database_dir=database_dir, progress=progress)
-                found, runs = result.failure, result.schedules_run
+                found, runs, found_after = result.failure, result.schedules_run, result.first_failure_after
             outcome = _outcome(scenario, backend, found, runs, wanted, time.perf_counter() - start, seed)
+            outcome.found_after = found_after
+            outcome.preemptions = found.preemptions if found else None
     finally:
         database.drop()
     return outcome

@@ -141,9 +141,13 @@ class Scheduler:
         if self.aborted:
             raise ScheduleAborted()
 
-    def call(self, label: str, sid: int | None, fn: Callable[[], Any]) -> Any:
-        """A scheduling point followed by a database call that may block in the server."""
-        self.point(label)
+    def call(self, label: str, sid: int | None, fn: Callable[[], Any], *, point: bool = True) -> Any:
+        """A scheduling point followed by a database call that may block in the server.
+
+        ``point=False``: no decision before the call (a lock's own helper statements), but a wait in
+        the server is still seen and the call still pauses before its actor goes on after one."""
+        if point:
+            self.point(label)
         actor = self.current()
         if actor is None:
             return fn()

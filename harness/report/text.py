@@ -41,6 +41,16 @@ def trace_lines(trace: Trace) -> list[str]:
     return lines
 
 
+def _exploration_summary(o: Outcome) -> str:
+    if o.schedule:  # a failing schedule was found
+        after = f" after {o.found_after} schedule(s)" if o.found_after else ""
+        verdict = "as expected" if o.passed else "NOT expected"
+        return f"violation of {', '.join(o.violated) or 'an invariant'} found{after}, {verdict}"
+    if o.passed:
+        return f"{o.schedules_run} schedules passed ({o.expected}, as expected)"
+    return f"{o.schedules_run} schedules passed, but a violation was expected ({o.expected})"
+
+
 def print_outcomes(outcomes: list[Outcome], out: TextIO, *, verbose: bool = False, summary: bool = True) -> None:
     groups: dict[tuple[str, str], list[Outcome]] = {}
     for o in outcomes:
@@ -54,8 +64,14 @@ def print_outcomes(outcomes: list[Outcome], out: TextIO, *, verbose: bool = Fals
         summary = f"{len(group) - len(failed)}/{len(group)} {noun}s as expected"
         if bugs:
             summary += f" ({len(bugs)} show the bug, as expected)"
+        if kinds == {"exploration"} and len(group) == 1:
+            summary = _exploration_summary(group[0])
         out.write(f"{status} {path} [{backend}] {group[0].scenario}: {summary}\n")
         for o in group:
+            if o.kind == "exploration" and o.passed and o.schedule and not verbose:
+                out.write(f"       minimal schedule ({o.preemptions} preemption(s)): {' '.join(o.schedule)}\n")
+                out.write(f"       replay: {o.replay}\n")
+                continue
             if o.passed and not verbose:
                 continue
             out.write(f"     {'ok  ' if o.passed else 'FAIL'} {o.label}: expected {o.expected}"

@@ -123,7 +123,7 @@ class ExploreSpec:
     """Search the schedules of the actors (or of the sessions' steps) instead of listing them."""
 
     schedules: int = 100
-    strategy: str = "hypothesis"
+    strategy: str = "auto"
     expect: Mapping[str, Expectation] = field(default_factory=dict)
     line: int = 0
 

@@ -26,7 +26,7 @@ CHECK_KEYS = ("sql", "expect")
 INTERLEAVING_KEYS = ("steps", "name", "expect")
 ACTOR_KEYS = ("call", "args")
 EXPLORE_KEYS = ("schedules", "strategy", "expect")
-STRATEGIES = ("hypothesis", "exhaustive", "pct", "random")
+STRATEGIES = ("auto", "hypothesis", "exhaustive", "pct", "random")
 STEP_EXPECT_KEYS = ("ok", "error", "blocks")
 ISOLATION_LEVELS = ("read uncommitted", "read committed", "repeatable read", "serializable")
 #: harness actions a YAML step may use; the exploration and fault issues add their implementations
@@ -371,7 +371,7 @@ def load_yaml(text: str, path: str) -> Scenario:
     if "explore" in items:
         node = items["explore"][1]
         e = dict((k, v) for k, _, v in r.mapping(node, "explore", EXPLORE_KEYS))
-        strategy = r.text(e["strategy"], "explore strategy").strip() if "strategy" in e else "hypothesis"
+        strategy = r.text(e["strategy"], "explore strategy").strip() if "strategy" in e else "auto"
         if strategy not in STRATEGIES:
             raise r.fail(e["strategy"], f"explore strategy must be one of {', '.join(STRATEGIES)}, not "
                                         f"{strategy!r}.{_closest(strategy, STRATEGIES)}")
