@@ -30,7 +30,7 @@ from psycopg import pq
 from psycopg.conninfo import make_conninfo
 
 from .dialect.base import ConnInfo, Wait
-from .dialect.postgres import PostgresDialect
+from .dialect.postgres import PostgresDialect, convert_result
 from .engine import Engine, EngineOptions, ScenarioRunError
 from .errors import HarnessError
 from .scenario.model import Interleaving, Scenario, StepRef
@@ -120,19 +120,14 @@ class IsolationDialect(PostgresDialect):
                         out.results.append(ResultSet(rows=[[msg]], command=LATER_ERROR_TAG))
                     continue
                 got += 1
-                status = res.status
-                if status == pq.ExecStatus.TUPLES_OK:
-                    columns = [_text(res.fname(i)) or "" for i in range(res.nfields)]
-                    rows = [[_text(res.get_value(r, c)) for c in range(res.nfields)] for r in range(res.ntuples)]
-                    out.results.append(ResultSet(columns, rows, _text(res.command_status), res.ntuples))
-                elif status in (pq.ExecStatus.COMMAND_OK, pq.ExecStatus.EMPTY_QUERY):
-                    tag = _text(res.command_status) or ""
-                    last = tag.rsplit(" ", 1)[-1]
-                    out.results.append(ResultSet(command=tag, rowcount=int(last) if last.isdigit() else None))
-                elif status == pq.ExecStatus.FATAL_ERROR:
-                    out.error = _error_of(res)
+                # errors keep isolationtester's exact text (libpq's own, untrimmed); rows and tags are shared
+                converted = _error_of(res) if res.status == pq.ExecStatus.FATAL_ERROR else convert_result(res)
+                if isinstance(converted, ErrorInfo):
+                    out.error = converted
+                elif converted is not None:
+                    out.results.append(converted)
                 else:
-                    out.results.append(ResultSet(command=STATUS_TAG + "PGRES_" + status.name))
+                    out.results.append(ResultSet(command=STATUS_TAG + "PGRES_" + res.status.name))
             if pgconn.status == pq.ConnStatus.OK:
                 pgconn.consume_input()
             while (n := pgconn.notifies()) is not None:

@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from harness.provision.local import process_alive
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -25,18 +27,7 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 20.0, what: str =
 
 
 def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # a zombie (exited, not yet reaped) is not a running server
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return False
+    return process_alive(pid)
 
 
 def run_harness(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None,

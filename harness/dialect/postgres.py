@@ -44,6 +44,22 @@ def _error_of(res: Any) -> ErrorInfo:
                      detail=_text(res.error_field(field.MESSAGE_DETAIL)))
 
 
+def convert_result(res: Any) -> ResultSet | ErrorInfo | None:
+    """One libpq result as rows (the server's text), a command tag, or an error; None for others."""
+    status = res.status
+    if status == pq.ExecStatus.TUPLES_OK:
+        columns = [_text(res.fname(i)) or "" for i in range(res.nfields)]
+        rows = [[_text(res.get_value(r, c)) for c in range(res.nfields)] for r in range(res.ntuples)]
+        return ResultSet(columns, rows, _text(res.command_status), res.ntuples)
+    if status in (pq.ExecStatus.COMMAND_OK, pq.ExecStatus.EMPTY_QUERY):
+        tag = _text(res.command_status) or ""
+        last = tag.rsplit(" ", 1)[-1]
+        return ResultSet(command=tag, rowcount=int(last) if last.isdigit() else None)
+    if status == pq.ExecStatus.FATAL_ERROR:
+        return _error_of(res)
+    return None
+
+
 def _run_pq(conn: psycopg.Connection[Any], sql: str, on_notice: Callable[[ErrorInfo], None] | None) -> StepResult:
     """Send a step as one simple query through libpq and collect every result (as isolationtester)."""
     pgconn = conn.pgconn
@@ -58,19 +74,13 @@ def _run_pq(conn: psycopg.Connection[Any], sql: str, on_notice: Callable[[ErrorI
             res = pgconn.get_result()
             if res is None:
                 break
-            status = res.status
-            if status == pq.ExecStatus.TUPLES_OK:
-                columns = [_text(res.fname(i)) or "" for i in range(res.nfields)]
-                rows = [[_text(res.get_value(r, c)) for c in range(res.nfields)] for r in range(res.ntuples)]
-                out.results.append(ResultSet(columns, rows, _text(res.command_status), res.ntuples))
-            elif status in (pq.ExecStatus.COMMAND_OK, pq.ExecStatus.EMPTY_QUERY):
-                tag = _text(res.command_status) or ""
-                count = int(tag.rsplit(" ", 1)[-1]) if tag and tag.rsplit(" ", 1)[-1].isdigit() else None
-                out.results.append(ResultSet(command=tag, rowcount=count))
-            elif status == pq.ExecStatus.FATAL_ERROR:
-                out.error = _error_of(res)
+            converted = convert_result(res)
+            if isinstance(converted, ErrorInfo):
+                out.error = converted
+            elif converted is not None:
+                out.results.append(converted)
             else:  # COPY and friends are not supported in steps
-                out.error = ErrorInfo(None, f"unexpected result status {status.name}", "ERROR")
+                out.error = ErrorInfo(None, f"unexpected result status {res.status.name}", "ERROR")
     except psycopg.OperationalError as exc:
         raise ConnectionError(str(exc)) from exc
     if pgconn.status != pq.ConnStatus.OK:

@@ -175,14 +175,19 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether a process runs (a zombie -- exited, not yet reaped -- does not)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[-1].split()[0] != "Z"
+    except OSError:
+        return True  # no /proc (macOS): kill(0) said it exists
 
 
 def run_root() -> Path:
@@ -211,7 +216,7 @@ def sweep_stale_rundirs() -> int:
             owner = int(Path(path).name.split("-")[3])
         except (IndexError, ValueError):
             continue
-        if not _alive(owner):
+        if not process_alive(owner):
             shutil.rmtree(path, ignore_errors=True)
             removed += 1
     return removed
