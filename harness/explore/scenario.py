@@ -124,7 +124,7 @@ def explore_scenario(scenario: Scenario, backend: str, server: Server, *,
         with race_for_scenario(scenario, backend, database, redis) as race:
             expectation = scenario.exploration_expectation(backend)
             wanted = expectation.violates if expectation else None
-            found_after = None
+            found_after, exhausted = None, False
             if schedule is not None:
                 found: ScheduleOutcome | None = race.replay(schedule)
                 runs = 1
@@ -136,9 +136,11 @@ def explore_scenario(scenario: Scenario, backend: str, server: Server, *,
                                       max_schedules=schedules or (spec.schedules if spec else 100),
                                       seed=seed, database_dir=database_dir, progress=progress)
                 found, runs, found_after = result.failure, result.schedules_run, result.first_failure_after
+                exhausted = result.exhausted
             outcome = _outcome(scenario, backend, found, runs, wanted, time.perf_counter() - start, seed)
             outcome.found_after = found_after
             outcome.preemptions = found.preemptions if found else None
+            outcome.exhausted = exhausted
     finally:
         database.drop()
     return outcome

@@ -47,7 +47,8 @@ def _exploration_summary(o: Outcome) -> str:
         verdict = "as expected" if o.passed else "NOT expected"
         return f"violation of {', '.join(o.violated) or 'an invariant'} found{after}, {verdict}"
     if o.passed:
-        return f"{o.schedules_run} schedules passed ({o.expected}, as expected)"
+        every = ", every distinct schedule" if o.exhausted else ""
+        return f"{o.schedules_run} schedules passed{every} ({o.expected}, as expected)"
     return f"{o.schedules_run} schedules passed, but a violation was expected ({o.expected})"
 
 
@@ -61,12 +62,12 @@ def print_outcomes(outcomes: list[Outcome], out: TextIO, *, verbose: bool = Fals
         kinds = {o.kind for o in group}
         noun = "exploration" if kinds == {"exploration"} else "interleaving"
         status = "ok  " if not failed else "FAIL"
-        summary = f"{len(group) - len(failed)}/{len(group)} {noun}s as expected"
+        line = f"{len(group) - len(failed)}/{len(group)} {noun}s as expected"
         if bugs:
-            summary += f" ({len(bugs)} show the bug, as expected)"
+            line += f" ({len(bugs)} show the bug, as expected)"
         if kinds == {"exploration"} and len(group) == 1:
-            summary = _exploration_summary(group[0])
-        out.write(f"{status} {path} [{backend}] {group[0].scenario}: {summary}\n")
+            line = _exploration_summary(group[0])
+        out.write(f"{status} {path} [{backend}] {group[0].scenario}: {line}\n")
         for o in group:
             if o.kind == "exploration" and o.passed and o.schedule and not verbose:
                 out.write(f"       minimal schedule ({o.preemptions} preemption(s)): {' '.join(o.schedule)}\n")
