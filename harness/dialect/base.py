@@ -156,6 +156,14 @@ class Dialect(ABC):
         """
 
     @abstractmethod
+    def make_error(self, code: str, message: str) -> BaseException:
+        """The driver's own exception for a server error ``code`` (for injected statement errors)."""
+
+    @abstractmethod
+    def connection_lost(self) -> BaseException:
+        """The driver's own exception for a connection that dropped mid-call."""
+
+    @abstractmethod
     def isolation_sql(self, level: str) -> str:
         """The statement that sets a session's default isolation level."""
 

@@ -155,6 +155,12 @@ class MySQLDialect(Dialect):
             cur.close()
         return out
 
+    def make_error(self, code: str, message: str) -> BaseException:
+        return pymysql.err.OperationalError(int(code), message)
+
+    def connection_lost(self) -> BaseException:
+        return pymysql.err.OperationalError(2013, "Lost connection to server during query (injected: lost ack)")
+
     def isolation_sql(self, level: str) -> str:
         return f"SET SESSION TRANSACTION ISOLATION LEVEL {level.upper()}"
 

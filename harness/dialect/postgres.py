@@ -160,6 +160,12 @@ class PostgresDialect(Dialect):
     def run_sql(self, conn: Any, sql: str, on_notice: Callable[[ErrorInfo], None] | None = None) -> StepResult:
         return _run_pq(conn, sql, on_notice)
 
+    def make_error(self, code: str, message: str) -> BaseException:
+        return psycopg.errors.lookup(code)(message)
+
+    def connection_lost(self) -> BaseException:
+        return psycopg.OperationalError("server closed the connection unexpectedly (injected: lost ack)")
+
     def isolation_sql(self, level: str) -> str:
         return f"SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL {level.upper()}"
 

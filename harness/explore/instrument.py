@@ -57,7 +57,20 @@ class _Proxy:
             return fn()
         if self._sid is not None:
             sched.register_session(self._sid)
-        return sched.call(label, self._sid, fn, point=not self._quiet)
+
+        def with_faults() -> Any:  # runs after the grant: a fault armed for this actor fires here
+            fault = sched.take_fault(label)
+            if fault is not None and fault[0] == "error":
+                raise fault[1]
+            result = fn()
+            if fault is not None and fault[0] == "lost_ack":  # durable, but the client never hears so
+                try:
+                    self._obj.close()
+                finally:
+                    raise fault[1]
+            return result
+
+        return sched.call(label, self._sid, with_faults, point=not self._quiet)
 
 
 class InstrumentedCursor(_Proxy):

@@ -153,6 +153,7 @@ class Race:
         self._setup: list[str | Callable[[Any], None]] = []
         self._teardown: list[str | Callable[[Any], None]] = []
         self._checks: list[tuple[str, Callable[[Any, dict[str, ActorResult]], str | None]]] = []
+        self.faults: dict[str, Callable[..., Any]] = {}  # optional moves: the schedule places them, or not
         self.allowed_errors = list(allowed_errors)
         self._scheduler: Scheduler | None = None
         self._opened: list[Any] = []
@@ -196,6 +197,39 @@ class Race:
             self.actors[name] = f
             return f
         return register(fn) if fn is not None else register
+
+    def fault(self, name: str, fn: Callable[..., Any]) -> None:
+        """An optional move the explorer may place anywhere, or never: shrinking drops unneeded faults."""
+        if name in self.actors or name in self.faults:
+            raise HarnessError(f"{name!r} is already an actor or fault of race {self.name!r}.")
+        self.faults[name] = fn
+
+    def inject_error(self, victim: str, code: str, message: str = "injected by the harness") -> Callable[[], None]:
+        """A fault: ``victim``'s next statement fails with this SQLSTATE / error number."""
+        return lambda: self._arm(victim, "error", self.dialect.make_error(code, message))
+
+    def lose_commit_ack(self, victim: str) -> Callable[[], None]:
+        """A fault: ``victim``'s next COMMIT is durable, but its connection drops before the answer."""
+        return lambda: self._arm(victim, "lost_ack", self.dialect.connection_lost())
+
+    def kill_session(self, victim: str) -> Callable[[], None]:
+        """A fault: the server ends ``victim``'s sessions now (pg_terminate_backend / KILL CONNECTION)."""
+        def kill() -> None:
+            sched = self._scheduler
+            if sched is None:
+                return
+            admin = self.dialect.connect(self.database.info, autocommit=True)  # not the conductor's
+            try:
+                for sid in sched.sessions_of(victim):
+                    self.dialect.terminate(admin, sid)
+            finally:
+                admin.close()
+            sched.fault("kill session", {"victim": victim})
+        return kill
+
+    def _arm(self, victim: str, kind: str, error: BaseException) -> None:
+        if self._scheduler is not None:
+            self._scheduler.arm(victim, kind, error)
 
     def setup(self, sql_or_fn: str | Callable[[Any], None]) -> None:
         """Run before every schedule (SQL on an autocommit connection, or fn(conn))."""
@@ -434,10 +468,11 @@ class Race:
         control = self._control()
         self._run_hooks(self._setup, control)
         try:
-            actors = {name: self._bind(name, fn) for name, fn in self.actors.items()}
+            actors = {name: self._bind(name, fn) for name, fn in {**self.actors, **self.faults}.items()}
             sched = Scheduler(actors, chooser, dialect=self.dialect, monitor=control, scenario=self.name,
                               backend=self.backend, server=f"{self.database.server.flavor} "
-                              f"{self.database.server.version}", options=self.options)
+                              f"{self.database.server.version}", options=self.options,
+                              optional=frozenset(self.faults))
             self._scheduler = sched
             try:
                 run = sched.run()
@@ -542,7 +577,7 @@ class Race:
     def replay(self, schedule: str | Sequence[str]) -> ScheduleOutcome:
         """Run exactly this schedule (``"A A B"`` or a list); raises Divergence if it cannot be followed."""
         moves = schedule.replace(",", " ").split() if isinstance(schedule, str) else list(schedule)
-        unknown = sorted(set(moves) - set(self.actors))
+        unknown = sorted(set(moves) - set(self.actors) - set(self.faults))
         if unknown:
             raise HarnessError(f"the schedule names actors {unknown} that race {self.name!r} does not have "
                                f"(actors: {', '.join(self.actors)}).")

@@ -29,6 +29,10 @@ class ScheduleAborted(BaseException):
     """Raised inside actor threads when the conductor gives up on a schedule (hang, divergence)."""
 
 
+class FaultSkipped(BaseException):
+    """Raised in an optional (fault) actor that the schedule never chose before the others finished."""
+
+
 class Divergence(Exception):
     """A replayed schedule asked for an actor that is not runnable at that point."""
 
@@ -82,6 +86,8 @@ class _Actor:
     lock_waits: WaitEdge | None = None
     segments: int = 0
     result: ActorResult | None = None
+    optional: bool = False  # a fault: may never move; skipped once every required actor is done
+    skip: bool = False
 
 
 @dataclass
@@ -96,8 +102,9 @@ class Scheduler:
 
     def __init__(self, actors: dict[str, Callable[[], Any]], chooser: Chooser, *, dialect: Dialect | None,
                  monitor: Any, scenario: str = "", backend: str = "", server: str = "",
-                 options: SchedulerOptions | None = None) -> None:
-        self.actors = {n: _Actor(n, fn) for n, fn in actors.items()}
+                 options: SchedulerOptions | None = None, optional: frozenset[str] = frozenset()) -> None:
+        self.actors = {n: _Actor(n, fn, optional=n in optional) for n, fn in actors.items()}
+        self._armed: dict[str, list[tuple[str, Any]]] = {}  # actor -> faults waiting for its next call
         self.chooser, self.dialect, self.monitor = chooser, dialect, monitor
         self.options = options or SchedulerOptions()
         self.cond = threading.Condition()
@@ -140,6 +147,33 @@ class Scheduler:
         actor.go.clear()
         if self.aborted:
             raise ScheduleAborted()
+        if actor.skip:
+            raise FaultSkipped()
+
+    def arm(self, victim: str, kind: str, payload: Any = None) -> None:
+        """A fault for ``victim``'s next database call: ("error", exception) or ("lost_ack", exception)."""
+        with self.cond:
+            self._armed.setdefault(victim, []).append((kind, payload))
+            self.trace.events.append(Event(self._clock(), "fault", victim, detail={"fault": kind, "armed": True}))
+
+    def take_fault(self, label: str) -> tuple[str, Any] | None:
+        """The fault armed for the current actor that applies to this call, if any (it is used up)."""
+        actor = self.current()
+        if actor is None:
+            return None
+        with self.cond:
+            pending = self._armed.get(actor.name, [])
+            for i, (kind, payload) in enumerate(pending):
+                if kind == "error" or (kind == "lost_ack" and label == "COMMIT"):
+                    del pending[i]
+                    self.trace.events.append(Event(self._clock(), "fault", actor.name, sql=label,
+                                                   detail={"fault": kind, "fired": True}))
+                    return kind, payload
+        return None
+
+    def sessions_of(self, actor: str) -> list[int]:
+        with self.cond:
+            return [sid for sid, name in self._sids.items() if name == actor]
 
     def call(self, label: str, sid: int | None, fn: Callable[[], Any], *, point: bool = True) -> Any:
         """A scheduling point followed by a database call that may block in the server.
@@ -228,6 +262,13 @@ class Scheduler:
                 with self.cond:
                     if all(a.state == DONE for a in self.actors.values()):
                         break
+                    if all(a.state == DONE for a in self.actors.values() if not a.optional):
+                        for a in self.actors.values():  # faults the schedule never placed: not fired
+                            if a.state != DONE:
+                                a.skip = True
+                                a.go.set()
+                        self.cond.wait(timeout=0.05)
+                        continue
                     runnable = [a.name for a in self.actors.values() if a.state == READY]
                     lock_waiters = [a.name for a in self.actors.values() if a.state == BLOCKED_LOCK]
                     # a harness-lock waiter may retry once another actor has moved since it failed
@@ -268,6 +309,8 @@ class Scheduler:
             actor.result = ActorResult(actor.name, value=value)
         except ScheduleAborted:
             actor.result = ActorResult(actor.name, error=ScheduleAborted("schedule aborted"))
+        except FaultSkipped:
+            actor.result = ActorResult(actor.name, value="not fired")
         except BaseException as exc:  # the actor's own failure is an outcome, not a harness error
             actor.result = ActorResult(actor.name, error=exc)
         finally:
