@@ -152,3 +152,24 @@ def test_cli_exit_codes(tmp_path: Path) -> None:
     done = run_harness("run", str(wrong), "--backend", "postgres")
     assert done.returncode == 1, done.stdout
     assert "FAIL" in done.stdout and "replay: harness run" in done.stdout
+
+
+FAULTS = """\
+actors:
+  A: {call: "scenarios.faults.payments:pay_actor", args: {idempotent: false}}
+faults:
+  ack: {lose_commit_ack: A}
+explore: {schedules: 10}
+"""
+
+
+@pytest.mark.parametrize("old, new, line, fragment", [
+    ("lose_commit_ack: A", "lose_comit_ack: A", 4, "Did you mean 'lose_commit_ack'?"),
+    ("lose_commit_ack: A", "lose_commit_ack: Z", 4, "fault 'ack' names actor 'Z', which is not one of A"),
+    ("{lose_commit_ack: A}", "{inject_error: A}", 4, "inject_error needs `code:`"),
+])
+def test_fault_declarations_are_validated(old: str, new: str, line: int, fragment: str) -> None:
+    assert load_yaml(FAULTS, "f.yaml").faults[0].kind == "lose_commit_ack"
+    with pytest.raises(ScenarioError) as err:
+        load_yaml(FAULTS.replace(old, new), "f.yaml")
+    assert fragment in str(err.value) and err.value.line == line, str(err.value)

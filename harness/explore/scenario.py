@@ -104,6 +104,11 @@ def race_for_scenario(scenario: Scenario, backend: str, database: Database,
         for spec in scenario.actors:
             fn = _resolve(scenario, spec)
             race.actor(spec.name, lambda ctx, fn=fn, args=dict(spec.args): fn(ctx, **args))
+        for fault in scenario.faults:
+            if fault.kind == "inject_error":
+                race.fault(fault.name, race.inject_error(fault.actor, fault.code or ""))
+            else:
+                race.fault(fault.name, getattr(race, fault.kind)(fault.actor))
     else:
         from ..actions import build_actions
 

@@ -119,6 +119,17 @@ class ActorSpec:
 
 
 @dataclass(frozen=True)
+class FaultSpec:
+    """An optional move the explorer may place: ``kind`` lose_commit_ack | kill_session | inject_error."""
+
+    name: str
+    kind: str
+    actor: str
+    code: str | None = None
+    line: int = 0
+
+
+@dataclass(frozen=True)
 class ExploreSpec:
     """Search the schedules of the actors (or of the sessions' steps) instead of listing them."""
 
@@ -151,6 +162,7 @@ class Scenario:
     source: str = "yaml"  # "yaml" | "spec"
     actors: tuple[ActorSpec, ...] = ()
     explore: ExploreSpec | None = None
+    faults: tuple[FaultSpec, ...] = ()
 
     def step(self, name: str) -> Step:
         for session in self.sessions:

@@ -15,17 +15,18 @@ import yaml
 
 from ..config import BACKENDS
 from ..errors import ScenarioError
-from .model import (ANY_BACKEND, ActorSpec, Check, Expectation, ExploreSpec, Interleaving, Scenario, Session,
-                    SqlText, Step, StepExpect, StepRef, Timeouts)
+from .model import (ANY_BACKEND, ActorSpec, Check, Expectation, ExploreSpec, FaultSpec, Interleaving, Scenario,
+                    Session, SqlText, Step, StepExpect, StepRef, Timeouts)
 
 SCENARIO_KEYS = ("name", "description", "backends", "setup", "teardown", "sessions", "checks",
-                 "interleavings", "expect", "max_interleavings", "timeouts", "actors", "explore")
+                 "interleavings", "expect", "max_interleavings", "timeouts", "actors", "explore", "faults")
 SESSION_KEYS = ("isolation", "setup", "teardown", "steps")
 STEP_KEYS = ("sql", "action", "args", "expect")
 CHECK_KEYS = ("sql", "expect")
 INTERLEAVING_KEYS = ("steps", "name", "expect")
 ACTOR_KEYS = ("call", "args")
 EXPLORE_KEYS = ("schedules", "strategy", "expect")
+FAULT_KINDS = ("lose_commit_ack", "kill_session", "inject_error")
 STRATEGIES = ("auto", "hypothesis", "exhaustive", "pct", "random")
 STEP_EXPECT_KEYS = ("ok", "error", "blocks")
 ISOLATION_LEVELS = ("read uncommitted", "read committed", "repeatable read", "serializable")
@@ -367,6 +368,24 @@ def load_yaml(text: str, path: str) -> Scenario:
     expect = r.per_backend(items["expect"][1], "expect", lambda n, w: _expectation(r, n, w)) \
         if "expect" in items else {}
 
+    faults: list[FaultSpec] = []
+    if "faults" in items:
+        if not actors:
+            raise r.fail(items["faults"][0], "faults are placed by the explorer among Python `actors:`.")
+        for name, key_node, node in r.mapping(items["faults"][1], "faults"):
+            f = dict((k, v) for k, _, v in r.mapping(node, f"fault {name!r}", FAULT_KINDS + ("code",)))
+            kinds = [k for k in FAULT_KINDS if k in f]
+            if len(kinds) != 1:
+                raise r.fail(node, f"fault {name!r} needs exactly one of {', '.join(FAULT_KINDS)}: <actor>.")
+            victim = r.text(f[kinds[0]], f"fault {name!r} {kinds[0]}").strip()
+            if victim not in {a.name for a in actors}:
+                raise r.fail(f[kinds[0]], f"fault {name!r} names actor {victim!r}, which is not one of "
+                                          f"{', '.join(a.name for a in actors)}.")
+            code = r.text(f["code"], f"fault {name!r} code").strip() if "code" in f else None
+            if kinds[0] == "inject_error" and code is None:
+                raise r.fail(node, f"fault {name!r}: inject_error needs `code:` (SQLSTATE or MySQL error number).")
+            faults.append(FaultSpec(name, kinds[0], victim, code, key_node.start_mark.line + 1))
+
     explore = None
     if "explore" in items:
         node = items["explore"][1]
@@ -407,7 +426,7 @@ def load_yaml(text: str, path: str) -> Scenario:
         description=r.scalar(items["description"][1], "description").strip() if "description" in items else "",
         max_interleavings=int(r.number(items["max_interleavings"][1], "max_interleavings", 1))
         if "max_interleavings" in items else 100,
-        timeouts=timeouts, source="yaml", actors=actors, explore=explore,
+        timeouts=timeouts, source="yaml", actors=actors, explore=explore, faults=tuple(faults),
     )
 
 
