@@ -69,7 +69,7 @@ class Box:
     h: float
     label: str
     title: str
-    cls: str  # ok | error | blocked | done | cancelled | unfinished | check-ok | check-bad
+    cls: str  # ok | point | error | blocked | done | cancelled | unfinished | check-ok | check-bad
     notices: int = 0
 
 
@@ -193,7 +193,7 @@ class _Open:
 
 def build_timeline(trace: Trace, geo: Geometry = FULL) -> Timeline:
     """Turn a trace into positioned shapes (the template only draws them)."""
-    step_kinds = ("launch", "blocked", "complete", "notice", "cancel", "fault")
+    step_kinds = ("launch", "blocked", "complete", "notice", "cancel", "fault", "done")
     sessions = list(trace.sessions)
     for e in trace.events:
         if e.session and e.kind in step_kinds and e.session not in sessions:
@@ -224,7 +224,7 @@ def build_timeline(trace: Trace, geo: Geometry = FULL) -> Timeline:
             return
         y2 = mid(holder)
         d = 1 if y2 > y1 else -1
-        tl.arrows.append(Arrow(x, y1 + d * geo.box_h * 0.25, y2 - d * geo.box_h / 2, title, cls))
+        tl.arrows.append(Arrow(x, y1, y2 - d * (geo.box_h / 2 - 2), title, cls))
 
     def bar(o: _Open, end_col: int, end_x: float | None = None) -> None:
         x1 = o.box.x + o.box.w + 1
@@ -234,7 +234,7 @@ def build_timeline(trace: Trace, geo: Geometry = FULL) -> Timeline:
         label = f"waits for {who}" if who else "waits"
         title = f"{o.box.label} waits" + (f": {waits_text(o.blocked.waits)}" if o.blocked and o.blocked.waits else "")
         tl.bars.append(Bar(x1, mid(o.launched.session) - h / 2, max(4.0, x2 - x1), h,
-                           fit(label, x2 - x1, geo.char_w * 0.9), title))
+                           fit(label, x2 - x1 - 10, geo.char_w * 0.9), title))
 
     col = 0
     open_steps: dict[tuple[str | None, str | None], _Open] = {}
@@ -242,6 +242,10 @@ def build_timeline(trace: Trace, geo: Geometry = FULL) -> Timeline:
     for e in trace.events:
         key = (e.session, e.step)
         if e.kind == "launch":
+            for k, prev in list(open_steps.items()):  # a scheduling point the actor moved past
+                if k[0] == e.session and prev.blocked is None and prev.box.cls == "unfinished":
+                    prev.box.cls = "point"
+                    del open_steps[k]
             col += 1
             title = f"{e.step} (session {e.session}), launched at {ms(e.t)}\n{(e.sql or '').strip()}"
             if e.detail.get("action"):
@@ -287,6 +291,7 @@ def build_timeline(trace: Trace, geo: Geometry = FULL) -> Timeline:
                         f"{e.step} (session {e.session}) completed after waiting, at {ms(e.t)}\n"
                         f"{(e.sql or '').strip()}\n→ {text}", "error" if bad else "done")
                 tl.boxes.append(b)
+                tl.ticks.append(Tick(b.x + b.w / 2, f"{e.t * 1000:.1f}"))
                 o.box.title += f"\ncompleted at {ms(e.t)} → {text}"
                 last_box[e.session] = b
             else:
@@ -294,6 +299,12 @@ def build_timeline(trace: Trace, geo: Geometry = FULL) -> Timeline:
                 o.box.title += f"\n→ {text}"
             if e.detail.get("connection_lost"):
                 last_box[e.session].title += "\n(connection lost)"
+        elif e.kind == "done":  # an exploration actor finished: its open point is not a hang
+            for k, prev in list(open_steps.items()):
+                if k[0] == e.session and prev.blocked is None:
+                    prev.box.cls = "point"
+                    prev.box.title += f"\nactor finished at {ms(e.t)}"
+                    del open_steps[k]
         elif e.kind == "notice":
             b = open_steps[key].box if key in open_steps else last_box.get(e.session)
             if b is not None:
@@ -301,7 +312,8 @@ def build_timeline(trace: Trace, geo: Geometry = FULL) -> Timeline:
                 b.title += f"\n{e.detail.get('severity', 'NOTICE')}: {e.detail.get('message', '')}"
         elif e.kind == "fault":
             col += 1
-            title = f"fault at {ms(e.t)}: {e.step or ''} {detail_text(e.detail)}".strip()
+            title = " ".join(x for x in (f"fault at {ms(e.t)}:", e.session or "", e.step or "", e.sql or "",
+                                         detail_text(e.detail)) if x)
             x = box_x(col) + geo.box_w / 2
             if e.session in lane_of:
                 tl.marks.append(Mark(x, mid(e.session), "⚡", title, "fault"))
@@ -331,18 +343,20 @@ def build_timeline(trace: Trace, geo: Geometry = FULL) -> Timeline:
             bar(o, col + 1)
         o.box.title += "\n(never completed)"
 
+    x = 0.0
     if checks:
         lane = lanes[-1]
-        check_w = geo.col_w * 2 - (geo.col_w - geo.box_w)
-        for i, c in enumerate(checks):
+        x = geo.label_w + pad
+        for c in checks:
             ok = bool(c.detail.get("ok"))
             label = ("✓ " if ok else "✗ ") + (c.step or "check")
+            check_w = min(max(geo.box_w, len(label) * geo.char_w + 12), 4 * geo.col_w - 2 * pad)
             title = (f"check {c.step}: {'ok' if ok else 'VIOLATED'}\nexpected {c.detail.get('expected')}, "
                      f"actual {c.detail.get('actual')}\n{(c.sql or '').strip()}")
-            tl.boxes.append(Box(geo.label_w + i * geo.col_w * 2 + pad, lane.y + (lane.h - geo.box_h) / 2, check_w,
-                                geo.box_h, fit(label, check_w, geo.char_w), title, "check-ok" if ok else "check-bad"))
-        col = max(col, 2 * len(checks))
-    tl.width = geo.label_w + max(col, 1) * geo.col_w + 24
+            tl.boxes.append(Box(x, lane.y + (lane.h - geo.box_h) / 2, check_w, geo.box_h,
+                                fit(label, check_w, geo.char_w), title, "check-ok" if ok else "check-bad"))
+            x += check_w + 2 * pad
+    tl.width = max(geo.label_w + max(col, 1) * geo.col_w, x) + 24
     tl.height = geo.top + len(lanes) * geo.lane_h + 4
     n_blocked = sum(1 for e in trace.events if e.kind == "blocked")
     tl.summary = (f"Timeline of {len(sessions)} sessions ({', '.join(sessions)}), "
