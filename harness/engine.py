@@ -233,6 +233,8 @@ class Engine:
                 started = self.clock()
                 while worker.active is not None and not trace.hung:
                     old = worker.active
+                    if self.options.on_timeout == "abort" and self._stuck_on_idle_holder(old, trace, step):
+                        break
                     if not self._try_complete(old, trace, nonblock=False, retry=True):
                         waiting.remove(old)
                     waiting = self._try_complete_all(waiting, trace, nonblock=True)
@@ -359,6 +361,19 @@ class Engine:
             return True
         self._complete(p, trace)
         return False
+
+    def _stuck_on_idle_holder(self, p: _Pending, trace: Trace, asked: Step) -> bool:
+        """The next step is asked of a session that waits for sessions with no step in flight: nothing
+        can release it, so report it now instead of after the timeout (a generated order can do this)."""
+        if p.done.is_set() or p.ref.blockers:
+            return False
+        waits = [w for w in self._waits([p]) if w.waiter == p.worker.name]
+        if not waits or any(w.holder is None or self.workers[w.holder].active is not None for w in waits):
+            return False
+        holders = ", ".join(sorted({w.holder for w in waits if w.holder}))
+        self._hang(trace, [p], f"step {asked.name} was asked of session {p.worker.name}, which waits for "
+                               f"{holders} with no step in flight: this interleaving cannot proceed")
+        return True
 
     def _active_blocker(self, p: _Pending) -> str | None:
         for b in p.ref.blockers:
