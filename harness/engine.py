@@ -365,8 +365,8 @@ class Engine:
     def _stuck_on_idle_holder(self, p: _Pending, trace: Trace, asked: Step) -> bool:
         """The next step is asked of a session that waits for sessions with no step in flight: nothing
         can release it, so report it now instead of after the timeout (a generated order can do this)."""
-        if p.done.is_set() or p.ref.blockers:
-            return False
+        if p.done.is_set() or p.ref.blockers or p.worker.self_wait is not None:
+            return False  # a harness-lock wait is a client retry loop: it moves once the key is free
         waits = [w for w in self._waits([p]) if w.waiter == p.worker.name]
         if not waits or any(w.holder is None or self.workers[w.holder].active is not None for w in waits):
             return False
@@ -447,7 +447,7 @@ class Engine:
         graph = self.wait_graph()
         trace.events.append(Event(self.clock(), "hang", detail={
             "reason": reason, "active": [p.step.name for p in stuck if p is not None]}, waits=graph))
-        for worker in self.workers.values():
+        for worker in list(self.workers.values()):  # _reconnect replaces entries
             p = worker.active
             if p is None:
                 continue

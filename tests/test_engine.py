@@ -230,3 +230,13 @@ def test_all_interleavings_keep_session_order_and_refuse_above_the_limit() -> No
         assert names.index("a1") < names.index("a2") < names.index("a3")
     with pytest.raises(ScenarioRunError, match="20 interleavings, more than the limit of 10"):
         all_interleavings(sc, 10)
+
+
+def test_generated_orders_that_cannot_proceed_are_reported_at_once(server_pool, backend) -> None:
+    sc = scenario(ROW_LOCK.split("checks:")[0])  # no interleavings listed: all 20 are generated
+    start = time.monotonic()
+    outcomes = run_scenario(sc, backend, server_pool.get(backend))
+    stuck = [o for o in outcomes if o.trace and o.trace.hung]
+    assert len(outcomes) == 20 and stuck
+    assert all("with no step in flight: this interleaving cannot proceed" in o.problems[0] for o in stuck)
+    assert time.monotonic() - start < 10, "each stuck order waited for the step timeout"
