@@ -128,7 +128,7 @@ def _explore_one(scenario, backend, server, pool, args, schedule):  # type: igno
                                    schedules=getattr(args, "schedules", None),
                                    strategy=getattr(args, "strategy", None), seed=getattr(args, "seed", None),
                                    schedule=schedule,
-                                   progress=lambda done, total: bar.advance(0))
+                                   progress=lambda done, total: bar.advance(0), private=pool.private)
     if outcome.schedule and schedule is None:  # keep the found schedule for `harness replay FILE`
         import re
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .config import Settings
 from .errors import ProvisionError
 from .provision import Server, attach, start_server
+from .provision.local import start_local
 
 
 @dataclass
@@ -42,6 +43,10 @@ class ServerPool:
             raise
         self._servers[service] = server
         return server
+
+    def private(self, service: str) -> Server:
+        """A local server of the caller's own (it stops it), fsync on: for faults that crash servers."""
+        return start_local(service, replace(self.settings, fsync=True))
 
     def export(self, services: list[str]) -> dict[str, dict[str, Any]]:
         """Start ``services`` now and describe them for other processes (errors included)."""

@@ -13,6 +13,8 @@ A selected backend that cannot start is a test *error*, never a skip.
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -204,14 +206,19 @@ def mysql_database(mysql_server: Server) -> Iterator[Database]:
 
 @pytest.fixture
 def server_factory(harness_settings: Settings) -> Iterator[Callable[[str], Server]]:
-    """Start private local servers (which a test may kill or restart); all stopped at teardown."""
+    """Start private local servers (which a test may kill or restart); all stopped at teardown.
+
+    ``server_factory("postgres", fsync=True, options={"synchronous_commit": "off"})``: crash tests
+    want fsync on; ``options`` are extra server settings.
+    """
     started: list[Server] = []
 
-    def start(service: str) -> Server:
+    def start(service: str, *, fsync: bool | None = None, options: dict[str, str] | None = None) -> Server:
         if service not in (*BACKENDS, "redis"):
             raise ValueError(f"unknown service {service!r}")
+        settings = harness_settings if fsync is None else dataclasses.replace(harness_settings, fsync=fsync)
         try:
-            server = start_local(service, harness_settings)
+            server = start_local(service, settings, options=options)
         except HarnessError as exc:
             pytest.fail(str(exc), pytrace=False)
         started.append(server)
@@ -318,7 +325,8 @@ class ExplorationItem(ScenarioItem):
         server = _get(pool, self.backend)
         self.outcome = explore_scenario(self.scenario, self.backend, server, redis=lambda: _get(pool, "redis").info,
                                         schedule=self.config.getoption("harness_replay"),
-                                        database_dir=str(self.config.rootpath / ".hypothesis" / "harness"))
+                                        database_dir=str(self.config.rootpath / ".hypothesis" / "harness"),
+                                        private=pool.private)
         if not self.outcome.passed:
             raise ScenarioFailure(self.outcome)
 

@@ -164,6 +164,11 @@ class Dialect(ABC):
         """The driver's own exception for a connection that dropped mid-call."""
 
     @abstractmethod
+    def is_connection_error(self, exc: BaseException) -> bool:
+        """Whether ``exc`` says the connection is gone (killed, crashed server, network): the client
+        cannot know whether a COMMIT in flight took effect."""
+
+    @abstractmethod
     def isolation_sql(self, level: str) -> str:
         """The statement that sets a session's default isolation level."""
 

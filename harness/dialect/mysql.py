@@ -161,6 +161,14 @@ class MySQLDialect(Dialect):
     def connection_lost(self) -> BaseException:
         return pymysql.err.OperationalError(2013, "Lost connection to server during query (injected: lost ack)")
 
+    def is_connection_error(self, exc: BaseException) -> bool:
+        if isinstance(exc, pymysql.err.InterfaceError):
+            return True
+        # 2003 can't connect, 2006 gone away, 2013 lost during query, 2055 lost (system error),
+        # 1053 server shutdown, 1927 connection killed (MariaDB)
+        return isinstance(exc, pymysql.err.OperationalError) and bool(exc.args) and exc.args[0] in (
+            2003, 2006, 2013, 2055, 1053, 1927)
+
     def isolation_sql(self, level: str) -> str:
         return f"SET SESSION TRANSACTION ISOLATION LEVEL {level.upper()}"
 

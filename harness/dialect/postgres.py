@@ -166,6 +166,14 @@ class PostgresDialect(Dialect):
     def connection_lost(self) -> BaseException:
         return psycopg.OperationalError("server closed the connection unexpectedly (injected: lost ack)")
 
+    def is_connection_error(self, exc: BaseException) -> bool:
+        if isinstance(exc, psycopg.InterfaceError):  # used after it broke ("the connection is closed")
+            return True
+        code = getattr(exc, "sqlstate", None)
+        # no SQLSTATE: the socket went away; 08: connection exception; 57P0x: terminated/shut down
+        return isinstance(exc, psycopg.OperationalError) and (code is None or code[:2] == "08" or
+                                                               code in ("57P01", "57P02", "57P03"))
+
     def isolation_sql(self, level: str) -> str:
         return f"SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL {level.upper()}"
 

@@ -70,7 +70,15 @@ class _Proxy:
                     raise fault[1]
             return result
 
-        return sched.call(label, self._sid, with_faults, point=not self._quiet)
+        commits = label == "COMMIT" or _autocommit(self._obj)
+        return sched.call(label, self._sid, with_faults, point=not self._quiet, commits=commits)
+
+
+def _autocommit(handle: Any) -> bool:
+    """Whether a statement on this connection (or cursor) commits by itself."""
+    conn = getattr(handle, "connection", handle)  # cursors name their connection
+    mode = getattr(conn, "autocommit", False)  # psycopg 3 / psycopg2: a bool; PyMySQL: a method
+    return bool(conn.get_autocommit()) if callable(mode) else bool(mode)
 
 
 class InstrumentedCursor(_Proxy):

@@ -20,9 +20,10 @@ import itertools
 import unittest
 import os
 import time
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
@@ -33,8 +34,10 @@ from hypothesis.errors import FlakyStrategyDefinition
 from ..dialect import execute
 from ..errors import HarnessError
 from ..provision import Database
+from ..provision.base import AttachedLifecycle
 from ..results import Outcome
 from ..trace import Event, StepResult, Trace
+from .history import Op, classify, durability_violations
 from .instrument import InstrumentedConnection, instrument, instrument_engine
 from .scheduler import ActorResult, Chooser, Divergence, Scheduler, SchedulerOptions, ScheduleRun
 from .strategies import (ContinueChooser, HypothesisChooser, IndexChooser, PCTChooser, RandomChooser,
@@ -66,6 +69,23 @@ class ActorContext:
 
     def point(self, label: str) -> None:
         self.race.point(label)
+
+    @contextmanager
+    def op(self, name: str, value: Any) -> Iterator[Op]:
+        """Mark an operation (``with ctx.op("add", 3): ...``): its outcome -- ok, fail, or unknown
+        when the connection was lost while it might have committed -- goes into the history that
+        :meth:`Race.check_durable` and ``check(fn(conn, results))`` read (``results[name].ops``)."""
+        op = Op(self.name, name, value)
+        try:
+            yield op
+        except BaseException as exc:
+            op.status, op.error = classify(exc), f"{type(exc).__name__}: {exc}".strip()
+            raise
+        else:
+            op.status = classify(None)
+        finally:
+            if self.race._scheduler is not None:
+                self.race._scheduler.record_op(op)
 
 
 @dataclass
@@ -227,6 +247,45 @@ class Race:
             sched.fault("kill session", {"victim": victim})
         return kill
 
+    def crash_server(self) -> Callable[[], None]:
+        """A fault: SIGKILL the database server and restart it on the same data (crash recovery).
+
+        Every session is gone: calls in flight fail with the driver's connection error (a COMMIT in
+        flight has an unknown outcome), actors reconnect with ``ctx.connect()``.  Needs a server this
+        process started (``server_factory`` in pytest); start it with fsync on to check durability
+        against machine crashes too.
+        """
+        if isinstance(self.database.server.lifecycle, AttachedLifecycle):
+            raise HarnessError(
+                f"race {self.name!r}: a server crash needs a server this process started and may kill "
+                f"(this one is {self.database.server.lifecycle.description}); in pytest use "
+                "server_factory(backend, fsync=True) and Race(server.create_database())."
+            )
+        return self._crash
+
+    def _crash(self) -> None:
+        sched, server = self._scheduler, self.database.server
+        with sched.server_down() if sched is not None else nullcontext():
+            server.kill()
+            killed = time.perf_counter()
+            server.restart()
+            restarted = time.perf_counter()
+            self._forget_connections()
+            if sched is not None:
+                sched.monitor = self._control()
+        if sched is not None:
+            sched.fault("server crash", {"restart_ms": round((restarted - killed) * 1000, 1)})
+
+    def _forget_connections(self) -> None:
+        """After a crash: every kept connection is dead (lent ones are dropped when returned)."""
+        for raw in [*self._idle[True], *self._idle[False], self._monitor]:
+            try:
+                if raw is not None:
+                    raw.close()
+            except Exception:
+                pass
+        self._idle, self._monitor = {True: [], False: []}, None
+
     def _arm(self, victim: str, kind: str, error: BaseException) -> None:
         if self._scheduler is not None:
             self._scheduler.arm(victim, kind, error)
@@ -269,6 +328,20 @@ class Race:
             if empty is False and not rows:
                 return f"check {name} violated: expected rows, got none"
             return None
+        self._checks.append((name, run))
+
+    def check_durable(self, name: str, sql: str, *, op: str | None = None, rows_per_op: int = 1) -> None:
+        """Durability and atomicity against the actors' operation history (``ctx.op``).
+
+        ``sql`` returns one row per written row, its first column the value of the operation that
+        wrote it.  Every acknowledged operation (named ``op``, or any) must have all ``rows_per_op``
+        rows, a failed one none, one with an unknown outcome (connection lost while committing) all
+        or none; rows no operation wrote are violations too.
+        """
+        def run(conn: Any, results: dict[str, ActorResult]) -> str | None:
+            ops = [o for r in results.values() for o in r.ops if op is None or o.name == op]
+            problems = durability_violations(ops, execute(conn, sql), rows_per_op=rows_per_op)
+            return f"check {name} violated: " + "; ".join(problems) if problems else None
         self._checks.append((name, run))
 
     def serializable(self, observe_sql: str) -> None:
@@ -479,9 +552,17 @@ class Race:
             finally:
                 self._scheduler = None
                 self._close_opened()
+            control = self._control()  # a new one if a crash fault restarted the server
             violations = self._evaluate(run, control)
         finally:  # also when Hypothesis stops a test case mid-draw, or a replay diverges
-            self._run_hooks(self._teardown, control)
+            try:
+                self._run_hooks(self._teardown, self._control())
+            except Exception as exc:
+                raise HarnessError(
+                    f"the teardown of race {self.name!r} failed ({type(exc).__name__}: {exc}); it must bring "
+                    "the database back to what setup expects after any schedule, including one where a fault "
+                    "lost data (write DROP TABLE IF EXISTS ...)."
+                ) from None
             self._reset_redis()
         return ScheduleOutcome(run.schedule, run.labels, run.results, violations, run.trace, run.preemptions,
                                time.perf_counter() - start)
@@ -535,7 +616,10 @@ class Race:
                 violations.append(f"actor {name} raised {info.message if info else result.error}")
         if not run.hung:
             for label, check in self._checks:
-                problem = check(conn, run.results)
+                try:
+                    problem = check(conn, run.results)
+                except Exception as exc:  # e.g. a crash lost the table the check reads: a finding
+                    problem = f"check {label} could not run: {type(exc).__name__}: {exc}".strip()
                 run.trace.events.append(Event(run.trace.events[-1].t if run.trace.events else 0.0, "check",
                                               None, label, None, result=StepResult(),
                                               detail={"ok": problem is None, "expected": "holds",

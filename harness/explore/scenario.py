@@ -98,6 +98,8 @@ def race_for_scenario(scenario: Scenario, backend: str, database: Database,
             continue
         if check.kind == "equals":
             race.check_sql(check.name, sql, equals=check.expected)
+        elif check.kind == "durable":
+            race.check_durable(check.name, sql, rows_per_op=int(check.expected))
         else:
             race.check_sql(check.name, sql, empty=check.kind == "empty")
     if scenario.actors:
@@ -107,6 +109,8 @@ def race_for_scenario(scenario: Scenario, backend: str, database: Database,
         for fault in scenario.faults:
             if fault.kind == "inject_error":
                 race.fault(fault.name, race.inject_error(fault.actor, fault.code or ""))
+            elif fault.kind == "crash_server":
+                race.fault(fault.name, race.crash_server())
             else:
                 race.fault(fault.name, getattr(race, fault.kind)(fault.actor))
     else:
@@ -121,8 +125,29 @@ def race_for_scenario(scenario: Scenario, backend: str, database: Database,
 def explore_scenario(scenario: Scenario, backend: str, server: Server, *,
                      redis: Callable[[], ConnInfo] | None = None, schedules: int | None = None,
                      strategy: str | None = None, seed: int | None = None, schedule: str | None = None,
-                     database_dir: str | None = None, progress: Any = None) -> Outcome:
-    """Explore (or, with ``schedule``, replay) a scenario on a fresh database; one Outcome."""
+                     database_dir: str | None = None, progress: Any = None,
+                     private: Callable[[str], Server] | None = None) -> Outcome:
+    """Explore (or, with ``schedule``, replay) a scenario on a fresh database; one Outcome.
+
+    A scenario whose faults crash the server runs on a server of its own, from ``private(backend)``
+    (stopped afterwards), never on ``server``, which others share.
+    """
+    if scenario.crashes_server:
+        if private is None:
+            raise ScenarioError("this scenario crashes the server (crash_server fault), which needs a private "
+                                "local server; run it with `harness run` or the pytest plugin.", path=scenario.path)
+        server = private(backend)
+        try:
+            return _explore(scenario, backend, server, redis, schedules, strategy, seed, schedule, database_dir,
+                            progress)
+        finally:
+            server.stop()
+    return _explore(scenario, backend, server, redis, schedules, strategy, seed, schedule, database_dir, progress)
+
+
+def _explore(scenario: Scenario, backend: str, server: Server, redis: Callable[[], ConnInfo] | None,
+             schedules: int | None, strategy: str | None, seed: int | None, schedule: str | None,
+             database_dir: str | None, progress: Any) -> Outcome:
     database = server.create_database()
     start = time.perf_counter()
     try:

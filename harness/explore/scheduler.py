@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Callable, Iterator, Protocol, Sequence
 
 from ..dialect import Dialect
 from ..trace import ErrorInfo, Event, StepResult, Trace, WaitEdge
+from .history import Op, mark_indeterminate
 
 READY, RUNNING, BLOCKED_DB, BLOCKED_LOCK, DONE = "ready", "running", "blocked-db", "blocked-lock", "done"
 
@@ -48,6 +50,7 @@ class ActorResult:
     name: str
     value: Any = None
     error: BaseException | None = None
+    ops: list[Op] = field(default_factory=list)  # what the actor marked with ctx.op(), with outcomes
 
     @property
     def error_info(self) -> ErrorInfo | None:
@@ -88,6 +91,7 @@ class _Actor:
     result: ActorResult | None = None
     optional: bool = False  # a fault: may never move; skipped once every required actor is done
     skip: bool = False
+    ops: list[Op] = field(default_factory=list)
 
 
 @dataclass
@@ -118,6 +122,7 @@ class Scheduler:
         self.preemptions = 0
         self._released_check_due = False
         self._stall_start: float | None = None  # lock-only retries with no real move since then
+        self._server_down = False  # a crash fault is restarting the server: do not ask it about waits
 
     # -- called from actor threads ------------------------------------------------------------------
     def current(self) -> _Actor | None:
@@ -171,15 +176,38 @@ class Scheduler:
                     return kind, payload
         return None
 
+    def record_op(self, op: Op) -> None:
+        """An operation of the current actor finished (``ctx.op``): kept with its result, traced."""
+        actor = self.current()
+        with self.cond:
+            if actor is not None:
+                actor.ops.append(op)
+            self.trace.events.append(Event(self._clock(), "op", op.actor, detail={
+                "op": op.name, "value": repr(op.value), "status": op.status, **({"error": op.error} if op.error else {})}))
+
+    @contextmanager
+    def server_down(self) -> Iterator[None]:
+        """While the server is killed and restarted: the conductor does not poll it for waits."""
+        with self.cond:
+            self._server_down = True
+        try:
+            yield
+        finally:
+            with self.cond:
+                self._server_down = False
+
     def sessions_of(self, actor: str) -> list[int]:
         with self.cond:
             return [sid for sid, name in self._sids.items() if name == actor]
 
-    def call(self, label: str, sid: int | None, fn: Callable[[], Any], *, point: bool = True) -> Any:
+    def call(self, label: str, sid: int | None, fn: Callable[[], Any], *, point: bool = True,
+             commits: bool = False) -> Any:
         """A scheduling point followed by a database call that may block in the server.
 
         ``point=False``: no decision before the call (a lock's own helper statements), but a wait in
-        the server is still seen and the call still pauses before its actor goes on after one."""
+        the server is still seen and the call still pauses before its actor goes on after one.
+        ``commits``: the call may commit (COMMIT, or any autocommit statement): if the connection is
+        lost during it, its outcome is unknown and the error is tagged so (see :mod:`.history`)."""
         if point:
             self.point(label)
         actor = self.current()
@@ -194,6 +222,8 @@ class Scheduler:
             return value
         except BaseException as exc:
             error = exc
+            if commits and self.dialect is not None and self.dialect.is_connection_error(exc):
+                mark_indeterminate(exc)
             raise
         finally:
             with self.cond:
@@ -296,9 +326,10 @@ class Scheduler:
         for actor in self.actors.values():
             if actor.thread is not None:
                 actor.thread.join(timeout=5)
-        return ScheduleRun(self.schedule, self.labels,
-                           {n: a.result or ActorResult(n, error=ScheduleAborted()) for n, a in self.actors.items()},
-                           self.trace, self.trace.hung, self.preemptions)
+        results = {n: a.result or ActorResult(n, error=ScheduleAborted()) for n, a in self.actors.items()}
+        for name, result in results.items():
+            result.ops = self.actors[name].ops
+        return ScheduleRun(self.schedule, self.labels, results, self.trace, self.trace.hung, self.preemptions)
 
     def _actor_main(self, actor: _Actor) -> None:
         with self.cond:  # before anything else, so the actor's first point is a real one
@@ -350,7 +381,7 @@ class Scheduler:
                 in_db = [a for a in running if a.sid is not None]
                 if not running and not (blocked and self._released_check_due):
                     return
-            if in_db or (blocked and self._released_check_due):
+            if (in_db or (blocked and self._released_check_due)) and not self._server_down:
                 self._released_check_due = False
                 waiting = self._server_waits()
                 with self.cond:

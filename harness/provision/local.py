@@ -232,6 +232,7 @@ class Flavor:
     stop_signal: int
     init: Callable[[Binaries, Path, RunAs | None, Path], None] | None
     command: Callable[[Binaries, Path, Path, int, Settings], list[str]]
+    option: Callable[[str, str], list[str]]  # one extra server setting as command-line arguments
     conninfo: Callable[[int], ConnInfo]
     ready: Callable[[ConnInfo], None]
     bind_error: tuple[str, ...]
@@ -255,6 +256,8 @@ def _pg_command(b: Binaries, data: Path, run: Path, port: int, s: Settings) -> l
         "max_prepared_transactions": "10", "max_connections": "300",
         "deadlock_timeout": f"{s.deadlock_timeout_ms}ms", "lc_messages": "C", "log_min_messages": "warning",
         "shared_buffers": "64MB",
+        # segments in the data dir, not /dev/shm: a SIGKILLed server (crash fault) leaves none behind
+        "dynamic_shared_memory_type": "mmap",
     }
     return [str(b.server), "-D", str(data)] + [a for k, v in conf.items() for a in ("-c", f"{k}={v}")]
 
@@ -313,17 +316,17 @@ def _redis_ready(info: ConnInfo) -> None:
 
 FLAVORS: dict[str, Flavor] = {
     "postgres": Flavor(
-        "postgres", signal.SIGINT, _pg_init, _pg_command,
+        "postgres", signal.SIGINT, _pg_init, _pg_command, lambda k, v: ["-c", f"{k}={v}"],
         lambda port: ConnInfo("postgresql", "127.0.0.1", port, "postgres", "", "postgres"),
         _pg_ready, ("could not bind", "Address already in use"), _PG_INIT_ARGS,
     ),
     "mysql": Flavor(
-        "mysql", signal.SIGTERM, _mysql_init, _mysql_command,
+        "mysql", signal.SIGTERM, _mysql_init, _mysql_command, lambda k, v: [f"--{k.replace('_', '-')}={v}"],
         lambda port: ConnInfo("mysql", "127.0.0.1", port, "root", "", ""),
         _mysql_ready, ("Address already in use", "Can't start server: Bind"), _MARIADB_INIT_ARGS,
     ),
     "redis": Flavor(
-        "redis", signal.SIGTERM, None, _redis_command,
+        "redis", signal.SIGTERM, None, _redis_command, lambda k, v: [f"--{k}", v],
         lambda port: ConnInfo("redis", "127.0.0.1", port, "", "", "0"),
         _redis_ready, ("Address already in use",),
     ),
@@ -371,8 +374,9 @@ class LocalProcess:
     """A server process we started: stop (clean), kill (SIGKILL the whole process group), restart."""
 
     def __init__(self, flavor: Flavor, binaries: Binaries, settings: Settings, who: RunAs | None,
-                 rundir: Path, datadir: Path) -> None:
+                 rundir: Path, datadir: Path, options: dict[str, str] | None = None) -> None:
         self.flavor, self.binaries, self.settings, self.who = flavor, binaries, settings, who
+        self.options = dict(options or {})
         self.rundir, self.datadir = rundir, datadir
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
@@ -387,8 +391,9 @@ class LocalProcess:
     def start(self, *, new_port_on_conflict: bool = True) -> None:
         deadline = time.monotonic() + START_TIMEOUT
         for attempt in range(4):
-            self.proc = _spawn(self.flavor.command(self.binaries, self.datadir, self.rundir, self.port, self.settings),
-                               self.who, self.log, self.rundir)
+            command = self.flavor.command(self.binaries, self.datadir, self.rundir, self.port, self.settings)
+            command += [a for k, v in self.options.items() for a in self.flavor.option(k, str(v))]
+            self.proc = _spawn(command, self.who, self.log, self.rundir)
             self._finalizer.detach()
             self._finalizer = weakref.finalize(self, _cleanup, self.rundir, [self.proc], self.flavor.stop_signal)
             outcome = self._wait_ready(deadline)
@@ -464,8 +469,13 @@ def _cleanup(rundir: Path, procs: list[subprocess.Popen[bytes] | None], sig: int
     shutil.rmtree(rundir, ignore_errors=True)
 
 
-def start_local(service: str, settings: Settings, *, use_cache: bool = True) -> Server:
-    """Start a throwaway local server of one service (``postgres``, ``mysql`` or ``redis``)."""
+def start_local(service: str, settings: Settings, *, use_cache: bool = True,
+                options: dict[str, str] | None = None) -> Server:
+    """Start a throwaway local server of one service (``postgres``, ``mysql`` or ``redis``).
+
+    ``options``: extra server settings, e.g. ``{"synchronous_commit": "off"}`` (PostgreSQL ``-c``) or
+    ``{"innodb_flush_log_at_trx_commit": "0"}`` (MariaDB ``--innodb-flush-log-at-trx-commit``).
+    """
     binaries = FINDERS[service](settings.bindir.get(service))
     flavor = FLAVORS[service]
     who = run_as(settings)
@@ -483,7 +493,7 @@ def start_local(service: str, settings: Settings, *, use_cache: bool = True) -> 
         else:
             datadir.mkdir()
             _chown_tree(datadir, who)
-        process = LocalProcess(flavor, binaries, settings, who, rundir, datadir)
+        process = LocalProcess(flavor, binaries, settings, who, rundir, datadir, options)
         process.start()
     except BaseException:
         shutil.rmtree(rundir, ignore_errors=True)

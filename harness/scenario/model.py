@@ -80,7 +80,7 @@ class Check:
 
     name: str
     sql: SqlText
-    kind: str  # "empty" | "nonempty" | "equals"
+    kind: str  # "empty" | "nonempty" | "equals" | "durable" (expected: rows per operation)
     expected: Any = None
     line: int = 0
 
@@ -120,7 +120,8 @@ class ActorSpec:
 
 @dataclass(frozen=True)
 class FaultSpec:
-    """An optional move the explorer may place: ``kind`` lose_commit_ack | kill_session | inject_error."""
+    """An optional move the explorer may place: ``kind`` lose_commit_ack | kill_session | inject_error |
+    crash_server (``actor`` empty: it hits every session)."""
 
     name: str
     kind: str
@@ -163,6 +164,11 @@ class Scenario:
     actors: tuple[ActorSpec, ...] = ()
     explore: ExploreSpec | None = None
     faults: tuple[FaultSpec, ...] = ()
+
+    @property
+    def crashes_server(self) -> bool:
+        """Whether a fault kills the server: such a scenario runs on a private server of its own."""
+        return any(f.kind == "crash_server" for f in self.faults)
 
     def step(self, name: str) -> Step:
         for session in self.sessions:

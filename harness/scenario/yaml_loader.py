@@ -26,7 +26,9 @@ CHECK_KEYS = ("sql", "expect")
 INTERLEAVING_KEYS = ("steps", "name", "expect")
 ACTOR_KEYS = ("call", "args")
 EXPLORE_KEYS = ("schedules", "strategy", "expect")
-FAULT_KINDS = ("lose_commit_ack", "kill_session", "inject_error")
+FAULT_KINDS = ("lose_commit_ack", "kill_session", "inject_error", "crash_server")
+#: faults that hit no particular actor: written ``<kind>: true``
+GLOBAL_FAULTS = ("crash_server",)
 STRATEGIES = ("auto", "hypothesis", "exhaustive", "pct", "random")
 STEP_EXPECT_KEYS = ("ok", "error", "blocks")
 ISOLATION_LEVELS = ("read uncommitted", "read committed", "repeatable read", "serializable")
@@ -204,14 +206,20 @@ def _check(r: _Reader, name: str, node: yaml.Node) -> Check:
     if expect is None:
         return Check(name, sql, "empty", None, node.start_mark.line + 1)
     if isinstance(expect, yaml.MappingNode):
-        entries = r.mapping(expect, f"{what} expect", ("equals",))
-        if not entries:
-            raise r.fail(expect, f"{what} expect mapping is empty; write {{equals: value}}.")
-        return Check(name, sql, "equals", r.value(entries[0][2]), node.start_mark.line + 1)
+        entries = r.mapping(expect, f"{what} expect", ("equals", "durable"))
+        if len(entries) != 1:
+            raise r.fail(expect, f"{what} expect mapping needs one entry: {{equals: value}} or {{durable: rows_per_op}}.")
+        kind, value = entries[0][0], r.value(entries[0][2])
+        if kind == "durable" and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            raise r.fail(entries[0][2], f"{what}: durable takes the number of rows each operation writes "
+                                        f"(a positive integer), not {value!r}.")
+        return Check(name, sql, kind, value, node.start_mark.line + 1)
     kind = r.scalar(expect, f"{what} expect").strip()
+    if kind == "durable":
+        return Check(name, sql, "durable", 1, node.start_mark.line + 1)
     if kind not in ("empty", "nonempty"):
-        raise r.fail(expect, f"{what} expect must be empty, nonempty or {{equals: value}}, not {kind!r}."
-                             + _closest(kind, ("empty", "nonempty", "equals")))
+        raise r.fail(expect, f"{what} expect must be empty, nonempty, durable or {{equals: value}}, not {kind!r}."
+                             + _closest(kind, ("empty", "nonempty", "equals", "durable")))
     return Check(name, sql, kind, None, node.start_mark.line + 1)
 
 
@@ -350,6 +358,11 @@ def load_yaml(text: str, path: str) -> Scenario:
     if "checks" in items:
         checks = tuple(_check(r, name, value) for name, _, value in r.mapping(items["checks"][1], "checks"))
     check_names = {c.name for c in checks}
+    for check in checks:
+        if check.kind == "durable" and not actors:
+            raise ScenarioError(f"check {check.name!r} expects `durable`, which compares the database with the "
+                                "operations Python actors mark with ctx.op(); it needs `actors:`.",
+                                path=r.path, line=check.line)
 
     backends = BACKENDS
     if "backends" in items:
@@ -376,9 +389,14 @@ def load_yaml(text: str, path: str) -> Scenario:
             f = dict((k, v) for k, _, v in r.mapping(node, f"fault {name!r}", FAULT_KINDS + ("code",)))
             kinds = [k for k in FAULT_KINDS if k in f]
             if len(kinds) != 1:
-                raise r.fail(node, f"fault {name!r} needs exactly one of {', '.join(FAULT_KINDS)}: <actor>.")
+                raise r.fail(node, f"fault {name!r} needs exactly one of {', '.join(FAULT_KINDS)}: <actor> "
+                                   f"({', '.join(GLOBAL_FAULTS)}: true).")
             victim = r.text(f[kinds[0]], f"fault {name!r} {kinds[0]}").strip()
-            if victim not in {a.name for a in actors}:
+            if kinds[0] in GLOBAL_FAULTS:
+                if victim.lower() != "true":
+                    raise r.fail(f[kinds[0]], f"fault {name!r}: write `{kinds[0]}: true` (it hits no one actor).")
+                victim = ""
+            elif victim not in {a.name for a in actors}:
                 raise r.fail(f[kinds[0]], f"fault {name!r} names actor {victim!r}, which is not one of "
                                           f"{', '.join(a.name for a in actors)}.")
             code = r.text(f["code"], f"fault {name!r} code").strip() if "code" in f else None
