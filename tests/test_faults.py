@@ -98,3 +98,58 @@ def test_an_injected_error_has_the_backends_own_code(race: Race, tmp_path) -> No
     found = race.assert_finds_race(max_schedules=50, database_dir=tmp_path)
     info = found.failure.results["A"].error_info
     assert info is not None and info.code == code
+
+
+REGISTER = {"postgres": "CREATE TABLE register (id int PRIMARY KEY, value varchar(10), stamp timestamptz, version int)",
+            "mysql": "CREATE TABLE register (id int PRIMARY KEY, value varchar(10), stamp datetime(6), version int)"}
+
+
+def register_race(race: Race, *, by_version: bool = False, skew: bool = True) -> Race:
+    from scenarios.faults.register import last_write_wins, write
+
+    race.setup(REGISTER[race.backend])
+    race.setup({"postgres": "CREATE TABLE writes (seq serial PRIMARY KEY, value varchar(10))",
+                "mysql": "CREATE TABLE writes (seq int AUTO_INCREMENT PRIMARY KEY, value varchar(10))"}[race.backend])
+    race.setup("INSERT INTO register VALUES (1, 'init', '2000-01-01 00:00:00', 0)")
+    race.teardown("DROP TABLE register, writes")
+    race.actor("A", lambda ctx: write(ctx, value="A", by_version=by_version))
+    race.actor("B", lambda ctx: write(ctx, value="B", by_version=by_version))
+    if skew:
+        race.fault("skew", race.skew_clock("A", 3_600_000))  # A's session clock runs an hour ahead
+    race.check(last_write_wins)
+    return race
+
+
+def test_last_writer_wins_by_clock_holds_while_clocks_agree(race: Race, tmp_path) -> None:
+    result = register_race(race, skew=False).assert_no_race(max_schedules=50, database_dir=tmp_path)
+    assert result.exhausted
+
+
+def test_a_skewed_session_clock_drops_a_later_write(race: Race, tmp_path) -> None:
+    found = register_race(race).assert_finds_race(max_schedules=100, database_dir=tmp_path)
+    schedule = found.failure.schedule
+    assert "skew" in schedule and schedule.index("skew") < schedule.index("A")
+    assert "register holds 'A', but the last write was 'B'" in found.failure.violations[0]
+    assert any(e.kind == "fault" and e.detail.get("fault") == "clock skew +3.6e+06 ms" and e.detail.get("fired")
+               for e in found.failure.trace.events)
+    assert race.replay(schedule).violations == found.failure.violations
+
+
+def test_ordering_by_version_survives_the_skew(race: Race, tmp_path) -> None:
+    result = register_race(race, by_version=True).assert_no_race(max_schedules=100, database_dir=tmp_path)
+    assert result.schedules_run == 100 or result.exhausted
+
+
+def test_an_application_clock_skew_moves_only_the_victims_clock(race: Race) -> None:
+    from harness.clock import FakeClock
+
+    clock = FakeClock()
+    clock.freeze(1_000_000.0)
+    race.setup("SELECT 1")
+    readings: dict[str, float] = {}
+    race.actor("A", lambda ctx: (ctx.point("read"), readings.__setitem__("A", clock.time("A"))))
+    race.actor("B", lambda ctx: (ctx.point("read"), readings.__setitem__("B", clock.time("B"))))
+    race.fault("skew", race.skew_clock("A", -2500, clock=clock))
+    outcome = race.replay("skew A A B B")
+    assert outcome.passed and readings == {"A": 999_997.5, "B": 1_000_000.0}
+    assert [e.detail["fault"] for e in outcome.trace.events if e.kind == "fault"] == ["clock skew"]

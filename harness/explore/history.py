@@ -30,6 +30,7 @@ class Op:
     value: Any
     status: str = UNKNOWN
     error: str | None = None
+    seq: int = 0  # completion order among all actors' operations in the schedule (1, 2, ...)
 
     def describe(self) -> str:
         return f"{self.actor}: {self.name} {self.value!r} -> {self.status}" + (f" ({self.error})" if self.error else "")

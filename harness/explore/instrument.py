@@ -62,6 +62,8 @@ class _Proxy:
             fault = sched.take_fault(label)
             if fault is not None and fault[0] == "error":
                 raise fault[1]
+            if fault is not None and fault[0] == "before":
+                fault[1](getattr(self._obj, "connection", self._obj))  # cursors name their connection
             result = fn()
             if fault is not None and fault[0] == "lost_ack":  # durable, but the client never hears so
                 try:

@@ -20,6 +20,7 @@ import itertools
 import unittest
 import os
 import time
+from datetime import timedelta
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -246,6 +247,40 @@ class Race:
                 admin.close()
             sched.fault("kill session", {"victim": victim})
         return kill
+
+    def skew_clock(self, victim: str, ms: float, clock: Any = None) -> Callable[[], None]:
+        """A fault: ``victim``'s clock jumps by ``ms`` (negative: back) from here on.
+
+        With a :class:`harness.clock.FakeClock` (the application's clock), its reading for ``victim``
+        is skewed at once.  Without, the database clock of ``victim``'s session is, at its next
+        statement: PostgreSQL shadows now()/clock_timestamp()/... and adds the offset to the running
+        clock; MariaDB/MySQL can only freeze a session clock, so it freezes at its reading + ``ms``.
+        """
+        if clock is not None:
+            def skew_app() -> None:
+                clock.skew(victim, ms)
+                if self._scheduler is not None:
+                    self._scheduler.fault("clock skew", {"victim": victim, "ms": ms, "clock": "application"})
+            return skew_app
+        from ..clock import DbClock
+
+        db_clock = DbClock(self.backend)
+        if self.backend == "postgres" and not any(getattr(h, "installs_clock", False) for h in self._setup):
+            def install(conn: Any) -> None:  # before any transaction: the schema is DDL
+                db_clock.install(conn)
+            install.installs_clock = True  # type: ignore[attr-defined]
+            self._setup.insert(0, install)
+
+        def skew_session(conn: Any) -> None:
+            if db_clock.pg or execute(conn, "SELECT @harness_clock_frozen")[0][0] is not None:
+                db_clock.advance(conn, ms)
+            else:
+                db_clock.freeze(conn, db_clock.now(conn) + timedelta(milliseconds=ms))
+
+        def skew_db() -> None:
+            if self._scheduler is not None:
+                self._scheduler.arm(victim, "before", skew_session, f"clock skew {ms:+g} ms")
+        return skew_db
 
     def crash_server(self) -> Callable[[], None]:
         """A fault: SIGKILL the database server and restart it on the same data (crash recovery).

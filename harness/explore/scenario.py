@@ -109,6 +109,8 @@ def race_for_scenario(scenario: Scenario, backend: str, database: Database,
         for fault in scenario.faults:
             if fault.kind == "inject_error":
                 race.fault(fault.name, race.inject_error(fault.actor, fault.code or ""))
+            elif fault.kind == "skew_clock":
+                race.fault(fault.name, race.skew_clock(fault.actor, float(fault.ms or 0)))
             elif fault.kind == "crash_server":
                 race.fault(fault.name, race.crash_server())
             else:

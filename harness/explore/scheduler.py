@@ -155,11 +155,14 @@ class Scheduler:
         if actor.skip:
             raise FaultSkipped()
 
-    def arm(self, victim: str, kind: str, payload: Any = None) -> None:
-        """A fault for ``victim``'s next database call: ("error", exception) or ("lost_ack", exception)."""
+    def arm(self, victim: str, kind: str, payload: Any = None, name: str | None = None) -> None:
+        """A fault for ``victim``'s next database call: ("error", exception), ("lost_ack", exception) or
+        ("before", fn): ``fn(raw_connection)`` runs first (e.g. to skew that session's clock).
+        ``name`` is what the trace calls it (default: ``kind``)."""
         with self.cond:
-            self._armed.setdefault(victim, []).append((kind, payload))
-            self.trace.events.append(Event(self._clock(), "fault", victim, detail={"fault": kind, "armed": True}))
+            self._armed.setdefault(victim, []).append((kind, payload, name or kind))
+            self.trace.events.append(Event(self._clock(), "fault", victim, detail={"fault": name or kind,
+                                                                                   "armed": True}))
 
     def take_fault(self, label: str) -> tuple[str, Any] | None:
         """The fault armed for the current actor that applies to this call, if any (it is used up)."""
@@ -168,11 +171,11 @@ class Scheduler:
             return None
         with self.cond:
             pending = self._armed.get(actor.name, [])
-            for i, (kind, payload) in enumerate(pending):
-                if kind == "error" or (kind == "lost_ack" and label == "COMMIT"):
+            for i, (kind, payload, name) in enumerate(pending):
+                if kind in ("error", "before") or (kind == "lost_ack" and label == "COMMIT"):
                     del pending[i]
                     self.trace.events.append(Event(self._clock(), "fault", actor.name, sql=label,
-                                                   detail={"fault": kind, "fired": True}))
+                                                   detail={"fault": name, "fired": True}))
                     return kind, payload
         return None
 
@@ -180,6 +183,7 @@ class Scheduler:
         """An operation of the current actor finished (``ctx.op``): kept with its result, traced."""
         actor = self.current()
         with self.cond:
+            op.seq = sum(len(a.ops) for a in self.actors.values()) + 1
             if actor is not None:
                 actor.ops.append(op)
             self.trace.events.append(Event(self._clock(), "op", op.actor, detail={

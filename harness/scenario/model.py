@@ -121,13 +121,14 @@ class ActorSpec:
 @dataclass(frozen=True)
 class FaultSpec:
     """An optional move the explorer may place: ``kind`` lose_commit_ack | kill_session | inject_error |
-    crash_server (``actor`` empty: it hits every session)."""
+    skew_clock | crash_server (``actor`` empty: it hits every session)."""
 
     name: str
     kind: str
     actor: str
     code: str | None = None
     line: int = 0
+    ms: float | None = None  # skew_clock: how far the victim's database clock jumps
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ CHECK_KEYS = ("sql", "expect")
 INTERLEAVING_KEYS = ("steps", "name", "expect")
 ACTOR_KEYS = ("call", "args")
 EXPLORE_KEYS = ("schedules", "strategy", "expect")
-FAULT_KINDS = ("lose_commit_ack", "kill_session", "inject_error", "crash_server")
+FAULT_KINDS = ("lose_commit_ack", "kill_session", "inject_error", "skew_clock", "crash_server")
 #: faults that hit no particular actor: written ``<kind>: true``
 GLOBAL_FAULTS = ("crash_server",)
 STRATEGIES = ("auto", "hypothesis", "exhaustive", "pct", "random")
@@ -386,7 +386,7 @@ def load_yaml(text: str, path: str) -> Scenario:
         if not actors:
             raise r.fail(items["faults"][0], "faults are placed by the explorer among Python `actors:`.")
         for name, key_node, node in r.mapping(items["faults"][1], "faults"):
-            f = dict((k, v) for k, _, v in r.mapping(node, f"fault {name!r}", FAULT_KINDS + ("code",)))
+            f = dict((k, v) for k, _, v in r.mapping(node, f"fault {name!r}", FAULT_KINDS + ("code", "ms")))
             kinds = [k for k in FAULT_KINDS if k in f]
             if len(kinds) != 1:
                 raise r.fail(node, f"fault {name!r} needs exactly one of {', '.join(FAULT_KINDS)}: <actor> "
@@ -402,7 +402,12 @@ def load_yaml(text: str, path: str) -> Scenario:
             code = r.text(f["code"], f"fault {name!r} code").strip() if "code" in f else None
             if kinds[0] == "inject_error" and code is None:
                 raise r.fail(node, f"fault {name!r}: inject_error needs `code:` (SQLSTATE or MySQL error number).")
-            faults.append(FaultSpec(name, kinds[0], victim, code, key_node.start_mark.line + 1))
+            ms = r.value(f["ms"]) if "ms" in f else None
+            if (kinds[0] == "skew_clock") != (ms is not None) or (ms is not None and (
+                    isinstance(ms, bool) or not isinstance(ms, (int, float)))):
+                raise r.fail(node, f"fault {name!r}: `ms:` (a number of milliseconds) goes with skew_clock only, "
+                                   "and skew_clock needs it.")
+            faults.append(FaultSpec(name, kinds[0], victim, code, key_node.start_mark.line + 1, ms))
 
     explore = None
     if "explore" in items:
