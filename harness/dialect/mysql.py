@@ -117,7 +117,11 @@ class MySQLDialect(Dialect):
         execute(monitor, f"KILL QUERY {int(session_id)}")
 
     def terminate(self, monitor: Any, session_id: int) -> None:
-        execute(monitor, f"KILL CONNECTION {int(session_id)}")
+        try:
+            execute(monitor, f"KILL CONNECTION {int(session_id)}")
+        except pymysql.err.MySQLError as exc:
+            if self.error_code(exc) != "1094":  # unknown thread id: already gone, as wanted
+                raise
 
     def error_code(self, exc: BaseException) -> str | None:
         if isinstance(exc, pymysql.err.MySQLError) and exc.args and isinstance(exc.args[0], int):

@@ -181,6 +181,7 @@ class Race:
         self._serial_outcomes: set[Any] | None = None
         self._observe_sql: str | None = None
         self._monitor: Any = None
+        self._fault_admin: Any = None  # the connection kill_session faults terminate sessions from
         self._redis_keys: set[str] = set()  # deleted after every schedule: state must not leak
         # PostgreSQL connections are kept between schedules (a connect forks a backend: ~3 ms, four
         # per schedule were a third of its time); a DISCARD-style reset gives each a clean session
@@ -190,18 +191,7 @@ class Race:
     def close(self) -> None:
         """Close the race's own control connection (actors' connections close after each schedule)."""
         self._close_opened()
-        for raw in self._idle[True] + self._idle[False]:
-            try:
-                raw.close()
-            except Exception:
-                pass
-        self._idle = {True: [], False: []}
-        if self._monitor is not None:
-            try:
-                self._monitor.close()
-            except Exception:
-                pass
-            self._monitor = None
+        self._forget_connections()
 
     def __enter__(self) -> "Race":
         return self
@@ -239,12 +229,10 @@ class Race:
             sched = self._scheduler
             if sched is None:
                 return
-            admin = self.dialect.connect(self.database.info, autocommit=True)  # not the conductor's
-            try:
-                for sid in sched.sessions_of(victim):
-                    self.dialect.terminate(admin, sid)
-            finally:
-                admin.close()
+            if self._fault_admin is None:  # kept between schedules; not the conductor's (it polls waits)
+                self._fault_admin = self.dialect.connect(self.database.info, autocommit=True)
+            for sid in sched.sessions_of(victim):
+                self.dialect.terminate(self._fault_admin, sid)
             sched.fault("kill session", {"victim": victim})
         return kill
 
@@ -313,13 +301,13 @@ class Race:
 
     def _forget_connections(self) -> None:
         """After a crash: every kept connection is dead (lent ones are dropped when returned)."""
-        for raw in [*self._idle[True], *self._idle[False], self._monitor]:
+        for raw in [*self._idle[True], *self._idle[False], self._monitor, self._fault_admin]:
             try:
                 if raw is not None:
                     raw.close()
             except Exception:
                 pass
-        self._idle, self._monitor = {True: [], False: []}, None
+        self._idle, self._monitor, self._fault_admin = {True: [], False: []}, None, None
 
     def _arm(self, victim: str, kind: str, error: BaseException) -> None:
         if self._scheduler is not None:
