@@ -22,7 +22,7 @@ import os
 import time
 from datetime import timedelta
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
@@ -32,7 +32,7 @@ from hypothesis.database import DirectoryBasedExampleDatabase
 from hypothesis.errors import Flaky as HypothesisFlaky
 from hypothesis.errors import FlakyStrategyDefinition
 
-from ..dialect import execute
+from ..dialect import ConnInfo, execute
 from ..errors import HarnessError
 from ..provision import Database
 from ..provision.base import AttachedLifecycle
@@ -182,6 +182,9 @@ class Race:
         self._observe_sql: str | None = None
         self._monitor: Any = None
         self._fault_admin: Any = None  # the connection kill_session faults terminate sessions from
+        # network faults: a loopback proxy per faulty link ("db:<actor>", "redis"), made when a fault
+        # on it is declared and reset after every schedule
+        self._links: dict[str, Any] = {}
         self._redis_keys: set[str] = set()  # deleted after every schedule: state must not leak
         # PostgreSQL connections are kept between schedules (a connect forks a backend: ~3 ms, four
         # per schedule were a third of its time); a DISCARD-style reset gives each a clean session
@@ -192,6 +195,9 @@ class Race:
         """Close the race's own control connection (actors' connections close after each schedule)."""
         self._close_opened()
         self._forget_connections()
+        for link in self._links.values():
+            link.close()
+        self._links.clear()
 
     def __enter__(self) -> "Race":
         return self
@@ -269,6 +275,72 @@ class Race:
             if self._scheduler is not None:
                 self._scheduler.arm(victim, "before", skew_session, f"clock skew {ms:+g} ms")
         return skew_db
+
+    # network faults (each actor's database link, the Redis lock service) ---------------------------
+    def partition(self, victim: str) -> Callable[[], None]:
+        """A fault: ``victim``'s database link holds all traffic from now on (nothing is lost).
+
+        Its next call waits on the network, which the scheduler sees as blocked (wait-for graph:
+        ``network partition``); other actors go on -- and wait for its locks.  The link heals when
+        no other actor can move (or at the end of the schedule): the partition lasts as long as the
+        schedule keeps others busy.
+        """
+        link = self._db_link(victim)
+        return lambda: self._net_fault(link.partition, "partition", victim)
+
+    def cut(self, victim: str) -> Callable[[], None]:
+        """A fault: ``victim``'s database connections are reset from the client's side (TCP RST); its
+        next call fails with the driver's connection error, the server rolls back what was open."""
+        link = self._db_link(victim)
+        return lambda: self._net_fault(link.cut, "cut link", victim)
+
+    def delay(self, victim: str, ms: float) -> Callable[[], None]:
+        """A fault: every packet on ``victim``'s database link is held ``ms`` from now on (real time
+        passes: leases expire, timeouts fire)."""
+        link = self._db_link(victim)
+        return lambda: self._net_fault(lambda: link.delay(ms), f"delay {ms:g} ms", victim)
+
+    def redis_outage(self) -> Callable[[], None]:
+        """A fault: the Redis lock service becomes unreachable (connections reset, new ones refused)
+        for the rest of the schedule: does the code under test fail open or closed?"""
+        if self._redis is None:
+            raise HarnessError("redis_outage needs a Redis server: Race(..., redis=server.info).")
+        link = self._link("redis", lambda: self.redis_info)
+        return lambda: self._net_fault(link.down, "redis outage", None)
+
+    def _db_link(self, victim: str) -> Any:
+        return self._link(f"db:{victim}", lambda: self.database.info)
+
+    def _link(self, name: str, upstream: Callable[[], ConnInfo]) -> Any:
+        from ..netproxy import LinkProxy
+
+        if name not in self._links:
+            info = upstream()
+            self._links[name] = LinkProxy(info.host, info.port, name=name).start()
+        return self._links[name]
+
+    def _net_fault(self, act: Callable[[], None], what: str, victim: str | None) -> None:
+        act()
+        if self._scheduler is not None:
+            self._scheduler.fault(what, {"victim": victim} if victim else {})
+
+    def _via_link(self, name: str, info: ConnInfo) -> ConnInfo:
+        link = self._links.get(name)
+        return info if link is None else replace(info, host=link.host, port=link.port)
+
+    def _network_stalls(self) -> dict[str, str]:
+        """Actors whose database link holds their traffic (a partition): they wait on the network."""
+        return {name[3:]: "network partition" for name, link in self._links.items()
+                if name.startswith("db:") and link.stalled}
+
+    def _heal_stalled(self) -> bool:
+        """No actor can move: end the partitions someone waits on (recorded); False if none."""
+        healed = [name for name, link in self._links.items() if name.startswith("db:") and link.stalled]
+        for name in healed:
+            self._links[name].heal()
+            if self._scheduler is not None:
+                self._scheduler.fault("heal", {"victim": name[3:]})
+        return bool(healed)
 
     def crash_server(self) -> Callable[[], None]:
         """A fault: SIGKILL the database server and restart it on the same data (crash recovery).
@@ -433,7 +505,15 @@ class Race:
         """A new instrumented connection with the driver's defaults (autocommit off)."""
         autocommit = bool(kwargs.pop("autocommit", False))
         quiet = bool(kwargs.pop("quiet", False))
-        if self.backend == "postgres" and not kwargs and self._idle[autocommit]:
+        actor = self._scheduler.current() if self._scheduler else None
+        if actor is not None and f"db:{actor.name}" in self._links:  # network faults: through its proxy
+            info = self._via_link(f"db:{actor.name}", self.database.info)
+            # a call (no decision) so that a connect held by a partition is seen as waiting; its
+            # session id is not known yet (0)
+            raw = self._scheduler.call("connect", 0, lambda: self.dialect.connect(  # type: ignore[union-attr]
+                info, autocommit=autocommit, **kwargs), point=False)
+            self._opened.append(raw)
+        elif self.backend == "postgres" and not kwargs and self._idle[autocommit]:
             raw = self._idle[autocommit].pop()
             self._lent.append((autocommit, raw))
         elif self.backend == "postgres" and not kwargs:
@@ -489,7 +569,12 @@ class Race:
                 raise HarnessError("race.lock('redis', ...) needs a Redis server: Race(..., redis=server.info).")
             import redis
 
-            client = redis.Redis(host=self.redis_info.host, port=self.redis_info.port)
+            info = self._via_link("redis", self.redis_info)
+            # no client-side retries: an outage must surface as the error, not as seconds of back-off
+            from redis.backoff import NoBackoff
+            from redis.retry import Retry
+
+            client = redis.Redis(host=info.host, port=info.port, retry=Retry(NoBackoff(), 0), socket_timeout=30)
             self._opened.append(client)
             key = self.redis_key(key)
             self._redis_keys.add(key)
@@ -569,12 +654,16 @@ class Race:
                               backend=self.backend, server=f"{self.database.server.flavor} "
                               f"{self.database.server.version}", options=self.options,
                               optional=frozenset(self.faults))
+            if self._links:
+                sched.network_stalls, sched.on_stuck = self._network_stalls, self._heal_stalled
             self._scheduler = sched
             try:
                 run = sched.run()
             finally:
                 self._scheduler = None
                 self._close_opened()
+                for link in self._links.values():
+                    link.reset()  # healed, up, no delay, no connection left
             control = self._control()  # a new one if a crash fault restarted the server
             violations = self._evaluate(run, control)
         finally:  # also when Hypothesis stops a test case mid-draw, or a replay diverges

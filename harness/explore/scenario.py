@@ -19,7 +19,7 @@ from ..engine import ActionContext
 from ..errors import HarnessError, ScenarioError
 from ..provision import Database, Server
 from ..results import Outcome
-from ..scenario.model import ActorSpec, Scenario, Session
+from ..scenario.model import ActorSpec, FaultSpec, Scenario, Session
 from .race import Race, ScheduleOutcome
 
 
@@ -75,6 +75,17 @@ def _session_actor(race: Race, session: Session, backend: str, actions: dict[str
     return run
 
 
+def _fault(race: Race, fault: FaultSpec) -> Callable[[], None]:
+    """The race's fault function for a YAML ``faults:`` entry (the loader checked its arguments)."""
+    if fault.kind == "inject_error":
+        return race.inject_error(fault.actor, fault.code or "")
+    if fault.kind in ("skew_clock", "delay"):
+        return getattr(race, fault.kind)(fault.actor, float(fault.ms or 0))
+    if fault.kind in ("crash_server", "redis_outage"):
+        return getattr(race, fault.kind)()
+    return getattr(race, fault.kind)(fault.actor)  # lose_commit_ack, kill_session, partition, cut
+
+
 class _NoWorker:
     """Actions report Redis waits through the engine's worker; under exploration the lock observer does."""
 
@@ -107,14 +118,7 @@ def race_for_scenario(scenario: Scenario, backend: str, database: Database,
             fn = _resolve(scenario, spec)
             race.actor(spec.name, lambda ctx, fn=fn, args=dict(spec.args): fn(ctx, **args))
         for fault in scenario.faults:
-            if fault.kind == "inject_error":
-                race.fault(fault.name, race.inject_error(fault.actor, fault.code or ""))
-            elif fault.kind == "skew_clock":
-                race.fault(fault.name, race.skew_clock(fault.actor, float(fault.ms or 0)))
-            elif fault.kind == "crash_server":
-                race.fault(fault.name, race.crash_server())
-            else:
-                race.fault(fault.name, getattr(race, fault.kind)(fault.actor))
+            race.fault(fault.name, _fault(race, fault))
     else:
         from ..actions import build_actions
 

@@ -123,6 +123,10 @@ class Scheduler:
         self._released_check_due = False
         self._stall_start: float | None = None  # lock-only retries with no real move since then
         self._server_down = False  # a crash fault is restarting the server: do not ask it about waits
+        # network faults (set by the race): who waits on a held link, and what to do when nobody can
+        # move (heal a partition); both None without network faults
+        self.network_stalls: Callable[[], dict[str, str]] | None = None
+        self.on_stuck: Callable[[], bool] | None = None
 
     # -- called from actor threads ------------------------------------------------------------------
     def current(self) -> _Actor | None:
@@ -308,6 +312,9 @@ class Scheduler:
                     # a harness-lock waiter may retry once another actor has moved since it failed
                     runnable += [n for n in lock_waiters if self.schedule and self.schedule[-1] != n]
                 if not runnable:
+                    if self.on_stuck is not None and self.on_stuck():  # e.g. a partition healed
+                        self._released_check_due = True
+                        continue
                     if not self._wait_for_progress(lock_waiters):
                         self._hang("no actor can move")
                         break
@@ -434,9 +441,10 @@ class Scheduler:
     def _server_waits(self) -> list[WaitEdge]:
         with self.cond:
             sids = dict(self._sids)
+        edges = [WaitEdge(actor, None, what, "") for actor, what in
+                 (self.network_stalls() if self.network_stalls is not None else {}).items()]
         if self.dialect is None or self.monitor is None or not sids:
-            return []
-        edges = []
+            return edges
         for wait in self.dialect.waits(self.monitor, sorted(sids)):
             if wait.waiter in sids:
                 edges.append(WaitEdge(sids[wait.waiter], sids.get(wait.holder) if wait.holder else None,

@@ -26,9 +26,12 @@ CHECK_KEYS = ("sql", "expect")
 INTERLEAVING_KEYS = ("steps", "name", "expect")
 ACTOR_KEYS = ("call", "args")
 EXPLORE_KEYS = ("schedules", "strategy", "expect")
-FAULT_KINDS = ("lose_commit_ack", "kill_session", "inject_error", "skew_clock", "crash_server")
+FAULT_KINDS = ("lose_commit_ack", "kill_session", "inject_error", "skew_clock", "partition", "cut", "delay",
+               "crash_server", "redis_outage")
 #: faults that hit no particular actor: written ``<kind>: true``
-GLOBAL_FAULTS = ("crash_server",)
+GLOBAL_FAULTS = ("crash_server", "redis_outage")
+#: faults that take ``ms:``
+TIMED_FAULTS = ("skew_clock", "delay")
 STRATEGIES = ("auto", "hypothesis", "exhaustive", "pct", "random")
 STEP_EXPECT_KEYS = ("ok", "error", "blocks")
 ISOLATION_LEVELS = ("read uncommitted", "read committed", "repeatable read", "serializable")
@@ -403,10 +406,10 @@ def load_yaml(text: str, path: str) -> Scenario:
             if kinds[0] == "inject_error" and code is None:
                 raise r.fail(node, f"fault {name!r}: inject_error needs `code:` (SQLSTATE or MySQL error number).")
             ms = r.value(f["ms"]) if "ms" in f else None
-            if (kinds[0] == "skew_clock") != (ms is not None) or (ms is not None and (
+            if (kinds[0] in TIMED_FAULTS) != (ms is not None) or (ms is not None and (
                     isinstance(ms, bool) or not isinstance(ms, (int, float)))):
-                raise r.fail(node, f"fault {name!r}: `ms:` (a number of milliseconds) goes with skew_clock only, "
-                                   "and skew_clock needs it.")
+                raise r.fail(node, f"fault {name!r}: `ms:` (a number of milliseconds) goes with "
+                                   f"{' and '.join(TIMED_FAULTS)} only, and they need it.")
             faults.append(FaultSpec(name, kinds[0], victim, code, key_node.start_mark.line + 1, ms))
 
     explore = None
