@@ -22,13 +22,13 @@ def increment(ctx) -> None:
     conn.commit()
 
 
-def counter_race(race: Race) -> Race:
+def counter_race(race: Race, *, check: str = "both", expected: int = 2) -> Race:
     race.setup("CREATE TABLE counter (id int PRIMARY KEY, n int)")
     race.setup("INSERT INTO counter VALUES (1, 0)")
     race.teardown("DROP TABLE counter")
     race.actor("A", increment)
     race.actor("B", increment)
-    race.check_sql("both", "SELECT n FROM counter", equals=2)
+    race.check_sql(check, "SELECT n FROM counter", equals=expected)
     return race
 
 
@@ -67,13 +67,7 @@ def test_every_placement_of_a_partition_ends_without_a_hang(race: Race, tmp_path
 
 
 def test_a_cut_link_fails_the_next_call_and_the_server_rolls_back(race: Race) -> None:
-    race.setup("CREATE TABLE counter (id int PRIMARY KEY, n int)")
-    race.setup("INSERT INTO counter VALUES (1, 0)")
-    race.teardown("DROP TABLE counter")
-    race.actor("A", increment)
-    race.actor("B", increment)
-    race.fault("cut", race.cut("A"))
-    race.check_sql("only_b", "SELECT n FROM counter", equals=1)
+    counter_race(race, check="only_b", expected=1).fault("cut", race.cut("A"))
     outcome = race.replay("A A A cut A B")  # A read and updated; its COMMIT meets a reset link
     assert isinstance(outcome.results["A"].error, CONNECTION_ERRORS), outcome.results["A"]
     assert [v for v in outcome.violations if "only_b" in v] == []  # A's update was rolled back
