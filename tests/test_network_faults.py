@@ -142,3 +142,13 @@ def test_redis_errors_are_not_retried_for_seconds(race: Race) -> None:
     retry = lock_client[0].client.get_connection_kwargs().get("retry")
     assert retry is not None and retry.get_retries() == 0
     assert redis.__version__
+
+
+def test_killing_a_session_while_its_statement_waits_in_the_server(race: Race) -> None:
+    """A fault lands *during* a statement: B waits for A's row lock when the server ends its session."""
+    counter_race(race, check="only_a", expected=1).fault("kill", race.kill_session("B"))
+    outcome = race.replay("A A B B kill")  # A locked the row; B's SELECT ... FOR UPDATE waits; kill B
+    assert any(session == "B" and "row lock" in lock for session, lock in waits(outcome))
+    assert isinstance(outcome.results["B"].error, CONNECTION_ERRORS), outcome.results["B"]
+    assert outcome.results["A"].error is None and outcome.violations == [
+        f"actor B raised {outcome.results['B'].error_info.message}"]
