@@ -12,7 +12,8 @@ Event kinds:
   ``notice``      a server notice received by a session while it ran a step
   ``hang``        nothing could progress within the bound; ``waits`` is the wait-for graph
   ``cancel``      the harness cancelled/terminated a stuck step (after a hang)
-  ``fault``       an injected fault (clock freeze, lease expiry, kill...)
+  ``fault``       an injected fault (clock freeze, lease expiry, kill, partition, crash...)
+  ``op``          an operation an actor marked (``ctx.op``) ended: ok, fail or unknown
   ``check``       an invariant evaluated after the interleaving (``result`` + ``detail``)
 """
 

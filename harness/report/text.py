@@ -36,8 +36,12 @@ def trace_lines(trace: Trace) -> list[str]:
             lines.append(f"  {'':11}  check {e.step}: {mark} (expected {e.detail.get('expected')}, got {e.detail.get('actual')})")
         elif e.kind in ("hang", "cancel", "fault"):
             graph = ", ".join(f"{w.waiter}->{w.holder or '?'} ({w.lock})" for w in e.waits)
+            what = e.detail.get("reason") or e.detail.get("fault") or ""
             lines.append(f"  {e.t * 1000:8.1f} ms  {e.kind.upper()} {e.session or ''} {e.step or ''} "
-                         f"{e.detail.get('reason', '')} {graph}".rstrip())
+                         f"{what} {graph}".rstrip())
+        elif e.kind == "op":
+            lines.append(f"  {e.t * 1000:8.1f} ms  {e.session:>6} {'':8} op {e.detail.get('op')} "
+                         f"{e.detail.get('value')} -> {e.detail.get('status')}")
     return lines
 
 
