@@ -588,15 +588,32 @@ class Race:
             return locks.PgAdvisoryLock(connection, key, xact=xact, observer=observer)
         raise HarnessError(f"unknown lock kind {kind!r}; use redis, get_lock or advisory.")
 
-    def call(self, label: str, conn: Any, fn: Callable[[], Any]) -> Any:
+    def call(self, label: str, conn: Any, fn: Callable[[], Any], *, statement: bool = True) -> Any:
         """Run ``fn`` (a call on the raw connection ``conn``) as a scheduling point whose waits in the
-        server are watched; for actors that drive a connection themselves (scenario sessions)."""
+        server are watched; for actors that drive a connection themselves (scenario sessions).  At a
+        ``statement`` a fault armed for the actor fires as on an instrumented connection; ``conn`` is
+        autocommit, so a lost commit acknowledgement applies to any statement (and closes ``conn``)."""
         sched = self._scheduler
         if sched is None:
             return fn()
         sid = self.dialect.session_id(conn)
         sched.register_session(sid)
-        return sched.call(label, sid, fn)
+
+        def with_faults() -> Any:  # after the grant, as in instrument._Proxy._call
+            fault = (sched.take_fault(label) or sched.take_fault("COMMIT")) if statement else None
+            if fault is not None and fault[0] == "error":
+                raise fault[1]
+            if fault is not None and fault[0] == "before":
+                fault[1](conn)
+            value = fn()
+            if fault is not None and fault[0] == "lost_ack":
+                try:
+                    conn.close()
+                finally:
+                    raise fault[1]
+            return value
+
+        return sched.call(label, sid, with_faults)
 
     def track(self, handle: Any) -> Any:
         """Close this handle (connection, client) after the current schedule."""
