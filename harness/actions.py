@@ -1,4 +1,5 @@
-"""The harness actions YAML steps can use: clock, lock, unlock, expire_lease, point.
+"""The harness actions YAML steps can use: clock, lock, unlock, expire_lease, point, and the fault steps
+kill_session, inject_error and lose_commit_ack.
 
 Each action runs in its session's worker thread with an :class:`~harness.engine.ActionContext` and
 returns a :class:`StepResult` (a user mistake in ``args`` is a step *error* with code ``harness``, so
@@ -11,6 +12,10 @@ gets a fresh database, so runs sharing one Redis server never see each other's l
 lock token is ``<session>:<nonce>`` with one nonce per :func:`build_actions`, so an ``unlock`` step
 finds its own ``lock`` step's token without keeping lock objects between steps, and a waiter can name
 the holder session.
+
+Fault steps act on another session through ``ctx.faults`` (:class:`~harness.engine.FaultPort`): the
+engine's in a listed interleaving, the explorer's Race when a scenario is explored; the action itself
+only checks its args for the backend it runs on.
 """
 
 from __future__ import annotations
@@ -18,18 +23,21 @@ from __future__ import annotations
 import secrets
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from .clock import DbClock, is_mysql, query
 from .dialect import ConnInfo
 from .engine import Action, ActionContext
 from .errors import HarnessError
 from .locks import BackoffObserver, MySQLUserLock, PgAdvisoryLock, RedisLock, expire_lease
+from .scenario.model import FAULT_ACTIONS
 from .trace import ErrorInfo, ResultSet, StepResult
 
 LOCK_KINDS = ("redis", "get_lock", "advisory", "advisory_xact")
 CLOCK_ARGS = ("freeze", "advance_ms", "unfreeze", "all_sessions")
 LOCK_ARGS = ("kind", "key", "ttl_ms", "timeout_ms")
+FAULT_ARGS = FAULT_ACTIONS  # fault step -> the args it takes
+INJECTED_MESSAGE = "injected by the harness"  # inject_error's message when the step gives none
 
 
 class ActionArgsError(HarnessError):
@@ -211,6 +219,55 @@ class LockActions:
         return _row(f"FAULT expire_lease {key}", fault="expire_lease", key=str(key), holder=holder)
 
 
+# -- faults ---------------------------------------------------------------------------------------
+
+def _for_backend(ctx: ActionContext, name: str) -> str | None:
+    """An arg given plainly or as ``{postgres: …, mysql: …}``, for the backend this step runs on."""
+    raw = ctx.args.get(name)
+    if isinstance(raw, Mapping):
+        raw = raw.get(ctx.dialect.name)
+    return None if raw is None or str(raw).strip() == "" else str(raw).strip()
+
+
+def fault_action(kind: str) -> Action:
+    """The ``kind`` fault step (kill_session, inject_error, lose_commit_ack) on ``args.session``;
+    inject_error also takes ``code`` (SQLSTATE / MySQL error number) and ``message``."""
+    if kind not in FAULT_ARGS:
+        raise HarnessError(f"unknown fault {kind!r}; expected one of {', '.join(FAULT_ARGS)}.")
+
+    def act(ctx: ActionContext) -> StepResult:
+        try:
+            _check_args(ctx, FAULT_ARGS[kind])
+            victim = str(ctx.args.get("session") or "")
+            if not victim:
+                raise ActionArgsError(f"a {kind} step needs args: {{session: <name>}}.")
+            if ctx.faults is None:
+                raise ActionArgsError(f"{kind} needs a run that can place faults (the engine or the explorer).")
+            if kind == "inject_error":
+                code = _for_backend(ctx, "code")
+                if code is None:
+                    raise ActionArgsError(f"inject_error needs a code for {ctx.dialect.name}: "
+                                          "code: {postgres: SQLSTATE, mysql: error number}.")
+                message = _for_backend(ctx, "message") or INJECTED_MESSAGE
+                try:
+                    ctx.dialect.make_error(code, message)  # the driver must know it, as for a real error
+                except (KeyError, ValueError):
+                    what = "a SQLSTATE psycopg knows" if ctx.dialect.name == "postgres" else "a MySQL error number"
+                    raise ActionArgsError(f"code {code!r} is not {what} (e.g. "
+                                          f"{'40001' if ctx.dialect.name == 'postgres' else '1213'}).") from None
+                ctx.faults.inject_error(victim, code, message)
+            elif kind == "kill_session":
+                ctx.faults.kill_session(victim)
+            else:
+                ctx.faults.lose_commit_ack(victim)
+        except HarnessError as exc:
+            return _fail(str(exc))
+        return _row(f"FAULT {kind} {victim}", fault=kind, session=victim)
+
+    act.__name__ = f"{kind}_action"
+    return act
+
+
 def point_action(ctx: ActionContext) -> StepResult:
     """A named scheduling point; does nothing but appear in the trace."""
     label = str(ctx.args.get("label", ""))
@@ -223,7 +280,8 @@ def build_actions(backend: str, redis_info: Callable[[], ConnInfo] | None = None
         raise HarnessError(f"no harness actions for backend {backend!r}; expected postgres or mysql.")
     locks = LockActions(redis_info)
     return {"clock": clock_action, "lock": locks.lock, "unlock": locks.unlock, "expire_lease": locks.expire,
-            "point": point_action}
+            "point": point_action, **{kind: fault_action(kind) for kind in FAULT_ACTIONS}}
 
 
-__all__ = ["LOCK_KINDS", "LockActions", "build_actions", "clock_action", "point_action"]
+__all__ = ["FAULT_ARGS", "LOCK_KINDS", "LockActions", "build_actions", "clock_action", "fault_action",
+           "point_action"]

@@ -7,9 +7,18 @@ element remembers the source line it came from, so later errors can still point 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Mapping
 
 ANY_BACKEND = "*"
+
+#: actions that act on another session's connection (kill it, or arm a fault for its next SQL step),
+#: with the args each takes: the engine runs them on its own thread, with its control connection
+FAULT_ACTIONS: Mapping[str, tuple[str, ...]] = MappingProxyType({
+    "kill_session": ("session",),
+    "inject_error": ("session", "code", "message"),
+    "lose_commit_ack": ("session",),
+})
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ The format is documented in ``docs/scenario-format.md``.
 from __future__ import annotations
 
 import difflib
+import re
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -15,8 +16,8 @@ import yaml
 
 from ..config import BACKENDS
 from ..errors import ScenarioError
-from .model import (ANY_BACKEND, ActorSpec, Check, Expectation, ExploreSpec, FaultSpec, Interleaving, Scenario,
-                    Session, SqlText, Step, StepExpect, StepRef, Timeouts)
+from .model import (ANY_BACKEND, FAULT_ACTIONS, ActorSpec, Check, Expectation, ExploreSpec, FaultSpec, Interleaving,
+                    Scenario, Session, SqlText, Step, StepExpect, StepRef, Timeouts)
 
 SCENARIO_KEYS = ("name", "description", "backends", "setup", "teardown", "sessions", "checks",
                  "interleavings", "expect", "max_interleavings", "timeouts", "actors", "explore", "faults")
@@ -35,8 +36,11 @@ TIMED_FAULTS = ("skew_clock", "delay")
 STRATEGIES = ("auto", "hypothesis", "exhaustive", "pct", "random")
 STEP_EXPECT_KEYS = ("ok", "error", "blocks")
 ISOLATION_LEVELS = ("read uncommitted", "read committed", "repeatable read", "serializable")
-#: harness actions a YAML step may use; the exploration and fault issues add their implementations
-KNOWN_ACTIONS = ("lock", "unlock", "clock", "expire_lease", "point")
+#: harness actions a YAML step may use (harness/actions.py implements them)
+KNOWN_ACTIONS = ("lock", "unlock", "clock", "expire_lease", "point") + tuple(FAULT_ACTIONS)
+#: what an injected error's code looks like on each backend
+ERROR_CODE_SHAPES = (("postgres", re.compile(r"[0-9A-Z]{5}"), 'a SQLSTATE (five characters, e.g. "40001")'),
+                     ("mysql", re.compile(r"[0-9]{1,5}"), "an error number (e.g. 1213)"))
 
 
 def _closest(word: str, options: Any) -> str:
@@ -226,7 +230,46 @@ def _check(r: _Reader, name: str, node: yaml.Node) -> Check:
     return Check(name, sql, kind, None, node.start_mark.line + 1)
 
 
-def _step(r: _Reader, session: str, name: str, node: yaml.Node) -> Step:
+def _fault_args(r: _Reader, action: str, what: str, node: yaml.Node, args_node: yaml.Node | None,
+                sessions: tuple[str, ...], backends: tuple[str, ...]) -> dict[str, Any]:
+    """A fault step's args, checked against the scenario's sessions and backends; codes and messages
+    are kept as written (``01000`` is a SQLSTATE, not the octal number 512)."""
+    names = ", ".join(sessions)
+    if args_node is None:
+        raise r.fail(node, f"{what}: {action} needs args: {{session: <name>}}, naming one of the sessions: {names}.")
+    items = dict((k, v) for k, _, v in r.mapping(args_node, f"{what} args", FAULT_ACTIONS[action]))
+    if "session" not in items:
+        raise r.fail(args_node, f"{what}: {action} needs `session:` in its args, naming one of the sessions: {names}.")
+    victim = r.text(items["session"], f"{what} session").strip()
+    if victim not in sessions:
+        raise r.fail(items["session"], f"{what}: {action} names session {victim!r}, which is not one of the "
+                                       f"sessions: {names}.{_closest(victim, sessions)}")
+    out: dict[str, Any] = {"session": victim}
+    if action != "inject_error":
+        return out
+    if "code" not in items:
+        raise r.fail(args_node, f"{what}: inject_error needs `code:`, the error its victim sees: a SQLSTATE on "
+                                f'PostgreSQL, an error number on the MySQL family, e.g. code: {{postgres: "40001", '
+                                f"mysql: 1213}}.")
+    codes = r.per_backend(items["code"], f"{what} code", lambda n, w: r.text(n, w).strip())
+    for backend in backends:
+        code = codes.get(backend, codes.get(ANY_BACKEND))
+        if code is None:
+            raise r.fail(items["code"], f"{what} code has no value for {backend}; add `{backend}: <code>` (or "
+                                        f"leave {backend} out of `backends:`).")
+        shape, described = next((sh, d) for b, sh, d in ERROR_CODE_SHAPES if b == backend)
+        if not shape.fullmatch(code):
+            raise r.fail(items["code"], f"{what} code {code!r} is not {described}, as {backend} needs; give one "
+                                        f'per backend: code: {{postgres: "40001", mysql: 1213}} (quote SQLSTATEs).')
+    out["code"] = codes.get(ANY_BACKEND, {k: v for k, v in codes.items() if k != ANY_BACKEND})
+    if "message" in items:
+        messages = r.per_backend(items["message"], f"{what} message", lambda n, w: r.text(n, w))
+        out["message"] = messages.get(ANY_BACKEND, messages)
+    return out
+
+
+def _step(r: _Reader, session: str, name: str, node: yaml.Node, sessions: tuple[str, ...] = (),
+          backends: tuple[str, ...] = BACKENDS) -> Step:
     what = f"step {name!r}"
     line = node.start_mark.line + 1
     if not isinstance(node, yaml.MappingNode) or (
@@ -245,6 +288,9 @@ def _step(r: _Reader, session: str, name: str, node: yaml.Node) -> Step:
     if action not in KNOWN_ACTIONS:
         raise r.fail(items["action"], f"{what} uses unknown action {action!r}; known actions: "
                                       f"{', '.join(KNOWN_ACTIONS)}.{_closest(action, KNOWN_ACTIONS)}")
+    if action in FAULT_ACTIONS:
+        args = _fault_args(r, action, what, node, items.get("args"), sessions, backends)
+        return Step(name, session, action=action, args=args, expect=expect, line=line)
     args = r.value(items["args"]) if "args" in items else {}
     if not isinstance(args, dict):
         raise r.fail(items["args"], f"{what} args must be a mapping.")
@@ -269,7 +315,8 @@ def _actor(r: _Reader, name: str, node: yaml.Node) -> ActorSpec:
     return ActorSpec(name, call, args, node.start_mark.line + 1)
 
 
-def _session(r: _Reader, name: str, node: yaml.Node, step_names: dict[str, int]) -> Session:
+def _session(r: _Reader, name: str, node: yaml.Node, step_names: dict[str, int], sessions: tuple[str, ...] = (),
+             backends: tuple[str, ...] = BACKENDS) -> Session:
     what = f"session {name!r}"
     items = {k: (kn, v) for k, kn, v in r.mapping(node, what, SESSION_KEYS)}
     if "steps" not in items:
@@ -280,7 +327,7 @@ def _session(r: _Reader, name: str, node: yaml.Node, step_names: dict[str, int])
             raise r.fail(key_node, f"step name {step_name!r} is already used at line {step_names[step_name]}; "
                                    "step names must be unique across sessions.")
         step_names[step_name] = key_node.start_mark.line + 1
-        steps.append(_step(r, name, step_name, value))
+        steps.append(_step(r, name, step_name, value, sessions, backends))
     if not steps:
         raise r.fail(items["steps"][1], f"{what} has no steps.")
     isolation = None
@@ -340,11 +387,22 @@ def load_yaml(text: str, path: str) -> Scenario:
         raise r.fail(root, "the scenario has no `sessions:`; give it a mapping of session names to steps "
                            "(or `actors:` naming Python functions, with `explore:`).")
 
+    backends = BACKENDS
+    if "backends" in items:
+        node = items["backends"][1]
+        listed = [r.text(n, "backends item").strip() for n in r.sequence(node, "backends")] \
+            if isinstance(node, yaml.SequenceNode) else r.text(node, "backends").replace(",", " ").split()
+        for b in listed:
+            if b not in BACKENDS:
+                raise r.fail(node, f"unknown backend {b!r}; expected {', '.join(BACKENDS)}.{_closest(b, BACKENDS)}")
+        backends = tuple(listed)
+
     step_names: dict[str, int] = {}
     sessions: tuple[Session, ...] = ()
     if "sessions" in items:
-        sessions = tuple(_session(r, name, value, step_names)
-                         for name, _, value in r.mapping(items["sessions"][1], "sessions"))
+        listed_sessions = r.mapping(items["sessions"][1], "sessions")
+        names = tuple(name for name, _, _ in listed_sessions)  # fault steps may name a later session
+        sessions = tuple(_session(r, name, value, step_names, names, backends) for name, _, value in listed_sessions)
         if not sessions:
             raise r.fail(items["sessions"][1], "the scenario has no sessions.")
     actors = tuple(_actor(r, name, value) for name, _, value in r.mapping(items["actors"][1], "actors")) \
@@ -366,16 +424,6 @@ def load_yaml(text: str, path: str) -> Scenario:
             raise ScenarioError(f"check {check.name!r} expects `durable`, which compares the database with the "
                                 "operations Python actors mark with ctx.op(); it needs `actors:`.",
                                 path=r.path, line=check.line)
-
-    backends = BACKENDS
-    if "backends" in items:
-        node = items["backends"][1]
-        listed = [r.text(n, "backends item").strip() for n in r.sequence(node, "backends")] \
-            if isinstance(node, yaml.SequenceNode) else r.text(node, "backends").replace(",", " ").split()
-        for b in listed:
-            if b not in BACKENDS:
-                raise r.fail(node, f"unknown backend {b!r}; expected {', '.join(BACKENDS)}.{_closest(b, BACKENDS)}")
-        backends = tuple(listed)
 
     interleavings: tuple[Interleaving, ...] = ()
     if "interleavings" in items:
