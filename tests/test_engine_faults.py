@@ -1,6 +1,6 @@
 """Fault steps in replayed interleavings (kill_session, inject_error, lose_commit_ack), on real servers:
 the trace records them, step results are the driver's / server's own errors, data shows what the server
-really did; the loader checks their args."""
+really did; the loader checks their args; explored scenarios fire them through the Race."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import time
 import pytest
 
 from harness.errors import ScenarioError
+from harness.explore.scenario import explore_scenario
 from harness.runner import parse_interleaving, run_scenario
 from harness.scenario.yaml_loader import load_yaml
 from harness.trace import ErrorInfo, Event, Trace
@@ -203,3 +204,39 @@ def test_fault_args_keep_codes_as_written_and_per_backend() -> None:
     assert dict(sc.step("a1").args) == {"session": "a", "code": "01000", "message": "hello"}
     assert dict(sc.step("a2").args) == {"session": "a", "code": {"postgres": "40001", "mysql": "1213"}}
 
+
+EXPLORED = """
+setup: |
+  CREATE TABLE t (id int PRIMARY KEY, v int);
+  INSERT INTO t VALUES (1, 0);
+teardown: DROP TABLE t
+sessions:
+  a:
+    steps:
+      a_fault: {fault}
+  b:
+    steps:
+      b_begin: BEGIN
+      b_update: UPDATE t SET v = v + 1 WHERE id = 1
+      b_commit: COMMIT
+checks:
+  updated: {{sql: SELECT v FROM t, expect: {{equals: 1}}}}
+explore: {{schedules: 30, expect: "violates: updated"}}
+"""
+
+
+@pytest.mark.parametrize("fault, fired", [
+    ('{action: inject_error, args: {session: b, code: {postgres: "40001", mysql: 1213}}}', "error"),
+    ("{action: kill_session, args: {session: b}}", "kill session"),
+])
+def test_an_explored_session_step_fault_fires_through_the_race(server_pool, backend, tmp_path, fault, fired) -> None:
+    sc = scenario(EXPLORED.format(fault=fault))
+    outcome = explore_scenario(sc, backend, server_pool.get(backend), database_dir=str(tmp_path))
+    assert outcome.passed, outcome.problems  # the violation is found, and no session actor raised
+    assert outcome.violated == ["updated"]
+    events = [e.detail for e in outcome.trace.events if e.kind == "fault"]
+    assert {"fault": fired, "fired": True} in events if fired == "error" else {"fault": fired, "victim": "b"} in events
+    failed = [e for e in outcome.trace.events if e.kind == "complete" and e.result and e.result.error]
+    assert failed and failed[0].session == "b"
+    if fired == "error":
+        assert failed[0].result.error.code == CODES[backend]

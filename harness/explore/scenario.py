@@ -4,6 +4,10 @@ A session actor runs its steps in order on its own autocommit connection, each s
 point (so the explorer, not a listed interleaving, decides the order); a Python actor is
 ``package.module:function`` called as ``function(ctx, **args)``.  Checks and setup come from the
 scenario; the verdict compares what was found with the scenario's ``explore.expect``.
+
+Fault steps of sessions (kill_session, inject_error, lose_commit_ack) use the Race's own faults, with
+the semantics of a listed interleaving: an injected error is the victim's step result, and a session
+whose connection is gone runs its later steps as points that send nothing.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..dialect import ConnInfo
-from ..engine import ActionContext
+from ..engine import ActionContext, wait_session_gone
 from ..errors import HarnessError, ScenarioError
 from ..provision import Database, Server
 from ..results import Outcome
@@ -47,32 +51,83 @@ def _project_root(path: Path) -> Path:
     return path.resolve().parent
 
 
-def _session_actor(race: Race, session: Session, backend: str, actions: dict[str, Any]) -> Callable[[Any], None]:
+def _session_actor(race: Race, session: Session, backend: str, actions: dict[str, Any],
+                   faults: "_RaceFaults") -> Callable[[Any], None]:
     dialect = race.dialect
 
     def run(ctx: Any) -> None:
         conn = race.track(dialect.open_session(race.database.info, ctx.name))
+        faults.sids[session.name] = dialect.session_id(conn)
         if session.isolation:
             dialect.run_sql(conn, dialect.isolation_sql(session.isolation))
         for block in session.setup:
             sql = block.for_backend(backend)
             if sql:
                 dialect.run_sql(conn, sql)
+        lost: str | None = None  # the step whose call found the connection gone
         for step in session.steps:
-            if step.action is not None:
-                action_ctx = ActionContext(session.name, conn, dialect, step.args, _NoWorker())
-                race.call(f"{step.name}: {step.action}", conn, lambda: actions[step.action](action_ctx))
-            else:
-                sql = step.sql.for_backend(backend) if step.sql else None
-                if sql is None:
-                    raise HarnessError(f"step {step.name!r} has no SQL for {backend}")
-                race.call(f"{step.name}: {sql}", conn, lambda: dialect.run_sql(conn, sql))
-        for block in session.teardown:
-            sql = block.for_backend(backend)
-            if sql:
-                dialect.run_sql(conn, sql)
+            if lost is not None:  # as in a listed interleaving, the step fails without being sent
+                race.point(f"{step.name}: not sent, session {session.name}'s connection was lost at step {lost}")
+                continue
+            try:
+                if step.action is not None:
+                    action_ctx = ActionContext(session.name, conn, dialect, step.args, _NoWorker(), faults=faults)
+                    race.call(f"{step.name}: {step.action}", conn, lambda: actions[step.action](action_ctx),
+                              statement=False)
+                else:
+                    sql = step.sql.for_backend(backend) if step.sql else None
+                    if sql is None:
+                        raise HarnessError(f"step {step.name!r} has no SQL for {backend}")
+                    race.call(f"{step.name}: {sql}", conn, lambda: dialect.run_sql(conn, sql))
+            except Exception as exc:  # a fault of this session fired (the scheduler traced the call's error)
+                if isinstance(exc, ConnectionError) or _closed(conn):
+                    lost = step.name  # killed, or closed after a lost acknowledgement
+                elif dialect.error_code(exc) is None:
+                    raise
+                # else an injected server error: the step's result, as a real error is with run_sql
+        if lost is None:
+            for block in session.teardown:
+                sql = block.for_backend(backend)
+                if sql:
+                    dialect.run_sql(conn, sql)
 
     return run
+
+
+def _closed(conn: Any) -> bool:
+    """psycopg says ``closed`` (also once the server ended it), PyMySQL says not ``open``."""
+    return getattr(conn, "closed", False) is True or getattr(conn, "open", True) is False
+
+
+class _RaceFaults:
+    """Fault steps in an explored scenario: the Race's faults, which its scheduler records, arms and
+    fires at the victim's next SQL step (:meth:`Race.call`)."""
+
+    def __init__(self, race: Race, timeout: float) -> None:
+        self.race, self.timeout = race, timeout
+        self.sids: dict[str, int] = {}  # session -> its server session id, set when its actor connects
+
+    def kill_session(self, victim: str) -> None:
+        self.race.kill_session(victim)()
+        sid = self.sids.get(victim)
+        if sid is None:
+            return
+        # as in the engine: go on once the server ended it (its transaction rolled back, its locks
+        # released), so the next move sees a settled server and the schedule replays exactly
+        dialect = self.race.dialect
+        conn = dialect.open_session(self.race.database.info)
+        try:
+            if not wait_session_gone(dialect, conn, sid, self.timeout):
+                raise HarnessError(f"session {victim}'s server session {sid} was still there {self.timeout:g}s "
+                                   "after it was killed.")
+        finally:
+            conn.close()
+
+    def inject_error(self, victim: str, code: str, message: str) -> None:
+        self.race.inject_error(victim, code, message)()
+
+    def lose_commit_ack(self, victim: str) -> None:
+        self.race.lose_commit_ack(victim)()
 
 
 def _fault(race: Race, fault: FaultSpec) -> Callable[[], None]:
@@ -123,8 +178,9 @@ def race_for_scenario(scenario: Scenario, backend: str, database: Database,
         from ..actions import build_actions
 
         actions = build_actions(backend, redis)
+        faults = _RaceFaults(race, scenario.timeouts.step)
         for session in scenario.sessions:
-            race.actor(session.name, _session_actor(race, session, backend, actions))
+            race.actor(session.name, _session_actor(race, session, backend, actions, faults))
     return race
 
 
