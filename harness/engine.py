@@ -28,7 +28,6 @@ import queue
 import threading
 import time
 from dataclasses import dataclass, field
-from types import MappingProxyType
 from typing import Any, Callable, Mapping, Protocol
 
 from .dialect import ConnInfo, Dialect
@@ -114,33 +113,6 @@ class _Armed:
     kind: str  # inject_error | lose_commit_ack
     by_step: str
     error: ErrorInfo | None = None
-
-
-#: a session the server still lists has not finished ending: its transaction may not be rolled back and
-#: its locks not released yet (measured: PostgreSQL lists a terminated backend for a while, and 27 of 100
-#: immediate NOWAIT attempts on the killed session's row failed; after this wait, none did).  Per dialect
-#: name until the Dialect grows a method for it.
-_SESSION_LISTED = MappingProxyType({
-    "postgres": "SELECT count(*) FROM pg_stat_activity WHERE pid = {sid}",
-    "mysql": "SELECT count(*) FROM information_schema.PROCESSLIST WHERE ID = {sid}",
-})
-
-
-def wait_session_gone(dialect: Dialect, conn: Any, sid: int, timeout: float) -> bool:
-    """Poll (bounded back-off) until the server no longer lists session ``sid``; False on timeout."""
-    sql = _SESSION_LISTED[dialect.name].format(sid=int(sid))
-    deadline = time.monotonic() + timeout
-    delay = 0.0002
-    while True:
-        result = dialect.run_sql(conn, sql)
-        if result.error is not None:
-            raise HarnessError(f"cannot ask the server whether session {sid} ended: {result.error.message}")
-        if result.last_rows and str(result.last_rows[0][0]) == "0":
-            return True
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(delay)
-        delay = min(delay * 2, 0.01)
 
 
 class _Worker:
@@ -524,7 +496,7 @@ class Engine:
         assert p.result is not None
         worker = p.worker
         if p.fault is not None:  # a lost ack: the closed session ends (rolls back) before anything goes on
-            p.fault["session_ended"] = wait_session_gone(self.dialect, self.control, worker.sid,
+            p.fault["session_ended"] = self.dialect.wait_session_gone(self.control, worker.sid,
                                                          self.options.step_timeout)
             trace.events.append(Event(p.fault_at, "fault", worker.name, p.step.name, p.sql or None,
                                       detail=p.fault))
@@ -682,7 +654,7 @@ class _EngineFaults:
         # a step in flight (e.g. blocked on a lock) completes with the driver's error itself
         in_flight = worker.active.step.name if worker.active and not worker.active.done.is_set() else None
         eng.dialect.terminate(eng.control, worker.sid)
-        if not wait_session_gone(eng.dialect, eng.control, worker.sid, eng.options.step_timeout):
+        if not eng.dialect.wait_session_gone(eng.control, worker.sid, eng.options.step_timeout):
             raise HarnessError(f"session {victim}'s server session {worker.sid} was still there "
                                f"{eng.options.step_timeout:g}s after it was killed.")
         worker.lost, worker.lost_reported = f"killed at step {self.step}", in_flight is not None
@@ -734,4 +706,4 @@ def all_interleavings(scenario: Scenario, limit: int) -> list[Interleaving]:
 
 
 __all__ = ["ActionContext", "Blocker", "Engine", "EngineOptions", "FaultPort", "ScenarioRunError",
-           "all_interleavings", "wait_session_gone"]
+           "all_interleavings"]

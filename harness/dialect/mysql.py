@@ -165,6 +165,10 @@ class MySQLDialect(Dialect):
     def connection_lost(self) -> BaseException:
         return pymysql.err.OperationalError(2013, "Lost connection to server during query (injected: lost ack)")
 
+    def session_listed(self, monitor: Any, session_id: int) -> bool:
+        sql = f"SELECT count(*) FROM information_schema.PROCESSLIST WHERE ID = {int(session_id)}"
+        return int(execute(monitor, sql)[0][0]) > 0  # int(): engine sessions read every value as text
+
     def is_connection_error(self, exc: BaseException) -> bool:
         if isinstance(exc, pymysql.err.InterfaceError):
             return True

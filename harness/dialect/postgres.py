@@ -166,6 +166,10 @@ class PostgresDialect(Dialect):
     def connection_lost(self) -> BaseException:
         return psycopg.OperationalError("server closed the connection unexpectedly (injected: lost ack)")
 
+    def session_listed(self, monitor: Any, session_id: int) -> bool:
+        # int(): engine sessions read every value as text
+        return int(execute(monitor, "SELECT count(*) FROM pg_stat_activity WHERE pid = %s", (session_id,))[0][0]) > 0
+
     def is_connection_error(self, exc: BaseException) -> bool:
         if isinstance(exc, psycopg.InterfaceError):  # used after it broke ("the connection is closed")
             return True

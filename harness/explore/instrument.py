@@ -57,23 +57,9 @@ class _Proxy:
             return fn()
         if self._sid is not None:
             sched.register_session(self._sid)
-
-        def with_faults() -> Any:  # runs after the grant: a fault armed for this actor fires here
-            fault = sched.take_fault(label)
-            if fault is not None and fault[0] == "error":
-                raise fault[1]
-            if fault is not None and fault[0] == "before":
-                fault[1](getattr(self._obj, "connection", self._obj))  # cursors name their connection
-            result = fn()
-            if fault is not None and fault[0] == "lost_ack":  # durable, but the client never hears so
-                try:
-                    self._obj.close()
-                finally:
-                    raise fault[1]
-            return result
-
         commits = label == "COMMIT" or _autocommit(self._obj)
-        return sched.call(label, self._sid, with_faults, point=not self._quiet, commits=commits)
+        conn = getattr(self._obj, "connection", self._obj)  # cursors name their connection
+        return sched.db_call(label, self._sid, fn, conn=conn, point=not self._quiet, commits=commits)
 
 
 def _autocommit(handle: Any) -> bool:

@@ -239,6 +239,12 @@ class Race:
                 self._fault_admin = self.dialect.connect(self.database.info, autocommit=True)
             for sid in sched.sessions_of(victim):
                 self.dialect.terminate(self._fault_admin, sid)
+            for sid in sched.sessions_of(victim):
+                # go on once the server ended it (transaction rolled back, locks released): the next
+                # move then sees a settled server, and the schedule replays exactly
+                if not self.dialect.wait_session_gone(self._fault_admin, sid, self.options.hang_timeout):
+                    raise HarnessError(f"{victim}'s server session {sid} was still there "
+                                       f"{self.options.hang_timeout:g}s after it was killed.")
             sched.fault("kill session", {"victim": victim})
         return kill
 
@@ -599,21 +605,7 @@ class Race:
         sid = self.dialect.session_id(conn)
         sched.register_session(sid)
 
-        def with_faults() -> Any:  # after the grant, as in instrument._Proxy._call
-            fault = (sched.take_fault(label) or sched.take_fault("COMMIT")) if statement else None
-            if fault is not None and fault[0] == "error":
-                raise fault[1]
-            if fault is not None and fault[0] == "before":
-                fault[1](conn)
-            value = fn()
-            if fault is not None and fault[0] == "lost_ack":
-                try:
-                    conn.close()
-                finally:
-                    raise fault[1]
-            return value
-
-        return sched.call(label, sid, with_faults)
+        return sched.db_call(label, sid, fn, conn=conn, commits=statement, faults=statement)
 
     def track(self, handle: Any) -> Any:
         """Close this handle (connection, client) after the current schedule."""

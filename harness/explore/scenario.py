@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..dialect import ConnInfo
-from ..engine import ActionContext, wait_session_gone
+from ..engine import ActionContext
 from ..errors import HarnessError, ScenarioError
 from ..provision import Database, Server
 from ..results import Outcome
@@ -57,7 +57,6 @@ def _session_actor(race: Race, session: Session, backend: str, actions: dict[str
 
     def run(ctx: Any) -> None:
         conn = race.track(dialect.open_session(race.database.info, ctx.name))
-        faults.sids[session.name] = dialect.session_id(conn)
         if session.isolation:
             dialect.run_sql(conn, dialect.isolation_sql(session.isolation))
         for block in session.setup:
@@ -103,25 +102,11 @@ class _RaceFaults:
     """Fault steps in an explored scenario: the Race's faults, which its scheduler records, arms and
     fires at the victim's next SQL step (:meth:`Race.call`)."""
 
-    def __init__(self, race: Race, timeout: float) -> None:
-        self.race, self.timeout = race, timeout
-        self.sids: dict[str, int] = {}  # session -> its server session id, set when its actor connects
+    def __init__(self, race: Race) -> None:
+        self.race = race
 
     def kill_session(self, victim: str) -> None:
-        self.race.kill_session(victim)()
-        sid = self.sids.get(victim)
-        if sid is None:
-            return
-        # as in the engine: go on once the server ended it (its transaction rolled back, its locks
-        # released), so the next move sees a settled server and the schedule replays exactly
-        dialect = self.race.dialect
-        conn = dialect.open_session(self.race.database.info)
-        try:
-            if not wait_session_gone(dialect, conn, sid, self.timeout):
-                raise HarnessError(f"session {victim}'s server session {sid} was still there {self.timeout:g}s "
-                                   "after it was killed.")
-        finally:
-            conn.close()
+        self.race.kill_session(victim)()  # returns once the server ended the session
 
     def inject_error(self, victim: str, code: str, message: str) -> None:
         self.race.inject_error(victim, code, message)()
@@ -178,7 +163,7 @@ def race_for_scenario(scenario: Scenario, backend: str, database: Database,
         from ..actions import build_actions
 
         actions = build_actions(backend, redis)
-        faults = _RaceFaults(race, scenario.timeouts.step)
+        faults = _RaceFaults(race)
         for session in scenario.sessions:
             race.actor(session.name, _session_actor(race, session, backend, actions, faults))
     return race

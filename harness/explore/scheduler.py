@@ -168,15 +168,16 @@ class Scheduler:
             self.trace.events.append(Event(self._clock(), "fault", victim, detail={"fault": name or kind,
                                                                                    "armed": True}))
 
-    def take_fault(self, label: str) -> tuple[str, Any] | None:
-        """The fault armed for the current actor that applies to this call, if any (it is used up)."""
+    def take_fault(self, label: str, commits: bool) -> tuple[str, Any] | None:
+        """The fault armed for the current actor that applies to this call, if any (it is used up);
+        a lost acknowledgement applies only to a call that commits."""
         actor = self.current()
         if actor is None:
             return None
         with self.cond:
             pending = self._armed.get(actor.name, [])
             for i, (kind, payload, name) in enumerate(pending):
-                if kind in ("error", "before") or (kind == "lost_ack" and label == "COMMIT"):
+                if kind in ("error", "before") or (kind == "lost_ack" and commits):
                     del pending[i]
                     self.trace.events.append(Event(self._clock(), "fault", actor.name, sql=label,
                                                    detail={"fault": name, "fired": True}))
@@ -246,6 +247,28 @@ class Scheduler:
                 self.cond.notify_all()
             if was_blocked and not self.aborted:
                 self._wait_grant(actor)
+
+    def db_call(self, label: str, sid: int | None, fn: Callable[[], Any], *, conn: Any, point: bool = True,
+                commits: bool = False, faults: bool = True) -> Any:
+        """:meth:`call` for a database statement on ``conn``, where a fault armed for the actor fires
+        (after the grant): an injected error instead of the call, a "before" function first, or a
+        lost acknowledgement after a call that commits -- the connection is closed and the driver's
+        connection-lost error raised."""
+        def with_faults() -> Any:
+            fault = self.take_fault(label, commits) if faults else None
+            if fault is not None and fault[0] == "error":
+                raise fault[1]
+            if fault is not None and fault[0] == "before":
+                fault[1](conn)
+            value = fn()
+            if fault is not None and fault[0] == "lost_ack":  # durable, but the client never hears so
+                try:
+                    conn.close()
+                finally:
+                    raise fault[1]
+            return value
+
+        return self.call(label, sid, with_faults, point=point, commits=commits)
 
     def lock_blocked(self, lock: str, key: str, holder: str | None) -> None:
         """The current actor failed to take a lock the database cannot see (e.g. Redis) and will wait."""
