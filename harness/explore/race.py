@@ -185,6 +185,7 @@ class Race:
         # network faults: a loopback proxy per faulty link ("db:<actor>", "redis"), made when a fault
         # on it is declared and reset after every schedule
         self._links: dict[str, Any] = {}
+        self._clock_in_setup = False  # a skew_clock fault installs the PostgreSQL clock schema in setup
         self._redis_keys: set[str] = set()  # deleted after every schedule: state must not leak
         # PostgreSQL connections are kept between schedules (a connect forks a backend: ~3 ms, four
         # per schedule were a third of its time); a DISCARD-style reset gives each a clean session
@@ -265,11 +266,9 @@ class Race:
         from ..clock import DbClock
 
         db_clock = DbClock(self.backend)
-        if self.backend == "postgres" and not any(getattr(h, "installs_clock", False) for h in self._setup):
-            def install(conn: Any) -> None:  # before any transaction: the schema is DDL
-                db_clock.install(conn)
-            install.installs_clock = True  # type: ignore[attr-defined]
-            self._setup.insert(0, install)
+        if db_clock.pg and not self._clock_in_setup:  # the schema is DDL: installed before any transaction
+            self._setup.insert(0, db_clock.install)
+            self._clock_in_setup = True
 
         def skew_session(conn: Any) -> None:
             if db_clock.pg or execute(conn, "SELECT @harness_clock_frozen")[0][0] is not None:
@@ -334,19 +333,23 @@ class Race:
         link = self._links.get(name)
         return info if link is None else replace(info, host=link.host, port=link.port)
 
-    def _network_stalls(self) -> dict[str, str]:
-        """Actors whose database link holds their traffic (a partition): they wait on the network."""
-        return {name[3:]: "network partition" for name, link in self._links.items()
+    def _stalled_links(self) -> dict[str, Any]:
+        """Actor -> its database link, for links whose partition holds someone's traffic."""
+        return {name.removeprefix("db:"): link for name, link in self._links.items()
                 if name.startswith("db:") and link.stalled}
+
+    def _network_stalls(self) -> dict[str, str]:
+        """Actors waiting on the network (a partition holds their traffic): wait-for graph entries."""
+        return {actor: "network partition" for actor in self._stalled_links()}
 
     def _heal_stalled(self) -> bool:
         """No actor can move: end the partitions someone waits on (recorded); False if none."""
-        healed = [name for name, link in self._links.items() if name.startswith("db:") and link.stalled]
-        for name in healed:
-            self._links[name].heal()
+        stalled = self._stalled_links()
+        for actor, link in stalled.items():
+            link.heal()
             if self._scheduler is not None:
-                self._scheduler.fault("heal", {"victim": name[3:]})
-        return bool(healed)
+                self._scheduler.fault("heal", {"victim": actor})
+        return bool(stalled)
 
     def crash_server(self) -> Callable[[], None]:
         """A fault: SIGKILL the database server and restart it on the same data (crash recovery).
@@ -573,14 +576,7 @@ class Race:
         if kind == "redis":
             if self.redis_info is None:
                 raise HarnessError("race.lock('redis', ...) needs a Redis server: Race(..., redis=server.info).")
-            import redis
-
-            info = self._via_link("redis", self.redis_info)
-            # no client-side retries: an outage must surface as the error, not as seconds of back-off
-            from redis.backoff import NoBackoff
-            from redis.retry import Retry
-
-            client = redis.Redis(host=info.host, port=info.port, retry=Retry(NoBackoff(), 0), socket_timeout=30)
+            client = self._redis_client(actor_side=True)
             self._opened.append(client)
             key = self.redis_key(key)
             self._redis_keys.add(key)
@@ -623,11 +619,9 @@ class Race:
 
     def expire_lease(self, key: str) -> None:
         """Fault: the current holder's Redis lease on ``key`` vanishes now (recorded in the trace)."""
-        import redis
-
         from .. import locks
 
-        client = redis.Redis(host=self.redis_info.host, port=self.redis_info.port)
+        client = self._redis_client()
         try:
             expiry = locks.expire_lease(client, self.redis_key(key))
         finally:
@@ -688,12 +682,21 @@ class Race:
         return ScheduleOutcome(run.schedule, run.labels, run.results, violations, run.trace, run.preemptions,
                                time.perf_counter() - start)
 
+    def _redis_client(self, *, actor_side: bool = False) -> Any:
+        """A Redis client: the harness's own goes straight to the server; an actor's goes through the
+        Redis link when an outage is declared, and never retries (redis-py's default back-off would
+        hide an outage for seconds)."""
+        import redis
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+
+        info = self._via_link("redis", self.redis_info) if actor_side else self.redis_info
+        return redis.Redis(host=info.host, port=info.port, retry=Retry(NoBackoff(), 0), socket_timeout=30)
+
     def _reset_redis(self) -> None:
         if not self._redis_keys:
             return
-        import redis
-
-        client = redis.Redis(host=self.redis_info.host, port=self.redis_info.port)
+        client = self._redis_client()
         try:
             client.delete(*self._redis_keys)
         finally:
