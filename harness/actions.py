@@ -29,7 +29,7 @@ from .clock import DbClock, is_mysql, query
 from .dialect import ConnInfo
 from .engine import Action, ActionContext
 from .errors import HarnessError
-from .locks import BackoffObserver, MySQLUserLock, PgAdvisoryLock, RedisLock, expire_lease
+from .locks import BackoffObserver, MySQLUserLock, PgAdvisoryLock, RedisLock, expire_lease, user_lock_name
 from .scenario.model import FAULT_ACTIONS
 from .trace import ErrorInfo, ResultSet, StepResult
 
@@ -177,7 +177,7 @@ class LockActions:
             ttl = _ms(ctx, "ttl_ms", 30_000.0) or 30_000.0
             return RedisLock(self.redis(), self.redis_key(ctx, key), int(ttl), self.token(ctx.session), observer)
         if kind == "get_lock":
-            return MySQLUserLock(ctx.conn, str(key), observer)
+            return MySQLUserLock(ctx.conn, user_lock_name(database_name(ctx.conn), str(key)), observer)
         return PgAdvisoryLock(ctx.conn, key, xact=kind == "advisory_xact", observer=observer)
 
     def lock(self, ctx: ActionContext) -> StepResult:

@@ -14,6 +14,7 @@ engine's wait-for query already sees them ('user lock' / 'advisory lock'), so th
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -187,6 +188,17 @@ def expire_lease(redis_client: Any, key: str) -> LeaseExpiry:
 
 
 # -- MariaDB/MySQL GET_LOCK -------------------------------------------------------------------------
+
+def user_lock_name(database: str, key: str) -> str:
+    """A GET_LOCK name scoped to one database: user locks are server-wide, and parallel runs sharing a
+    server use the same key names (measured: two xdist workers' races on ``rule-r1`` contended and
+    their schedules stopped being reproducible).  Names longer than GET_LOCK's 64 characters keep a
+    hash of the key."""
+    name = f"{database}:{key}"
+    if len(name) <= 64:
+        return name
+    return f"{database}:{hashlib.sha256(key.encode()).hexdigest()[:63 - len(database)]}"
+
 
 @dataclass
 class MySQLUserLock:

@@ -198,3 +198,14 @@ def test_pg_advisory_xact_lock_is_released_by_commit(pg_database: Database) -> N
         assert query(ca, "SELECT count(*) FROM t")[0][0] == 2
         with pytest.raises(LockError, match="inside a transaction"):
             PgAdvisoryLock(ca, 99, xact=True).acquire(timeout=0.05)
+
+
+def test_user_lock_names_are_scoped_to_the_database_and_fit_get_lock() -> None:
+    from harness.locks import user_lock_name
+
+    assert user_lock_name("harness_a1", "rule-r1") == "harness_a1:rule-r1"
+    assert user_lock_name("harness_a1", "rule-r1") != user_lock_name("harness_b2", "rule-r1")
+    long_key = "SHARDING_ROUTING_RULE:c1:PROCESS:DB:r1:add" * 2
+    name = user_lock_name("harness_0123456789ab", long_key)
+    assert len(name) <= 64 and name.startswith("harness_0123456789ab:")
+    assert name != user_lock_name("harness_0123456789ab", long_key + "x")

@@ -585,7 +585,7 @@ class Race:
         # observer's point before acquire/release is the one decision a lock operation needs
         connection = conn if conn is not None else self.connect(autocommit=True, quiet=True)
         if kind == "get_lock":
-            return locks.MySQLUserLock(connection, key, observer=observer)
+            return locks.MySQLUserLock(connection, locks.user_lock_name(self.database.name, key), observer=observer)
         if kind == "advisory":
             return locks.PgAdvisoryLock(connection, key, xact=xact, observer=observer)
         raise HarnessError(f"unknown lock kind {kind!r}; use redis, get_lock or advisory.")

@@ -17,5 +17,4 @@ RULE = Rule("c1", "PROCESS", "DB", "r1", "ds_0")
 def save_rule_actor(ctx: Any, *, variant: str, lock: str | Mapping[str, str]) -> bool:
     """``lock``: a lock kind (redis, get_lock, advisory), or one per backend."""
     kind = lock if isinstance(lock, str) else lock[ctx.race.backend]
-    key = f"{ctx.race.database.name}:{RULE.routing_name}" if kind == "get_lock" else RULE.lock_key
-    return save_rule(ctx.connect(), ctx.lock(kind, key), RULE, variant=variant)
+    return save_rule(ctx.connect(), ctx.lock(kind, RULE.lock_key), RULE, variant=variant)
