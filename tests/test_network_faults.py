@@ -152,3 +152,54 @@ def test_killing_a_session_while_its_statement_waits_in_the_server(race: Race) -
     assert isinstance(outcome.results["B"].error, CONNECTION_ERRORS), outcome.results["B"]
     assert outcome.results["A"].error is None and outcome.violations == [
         f"actor B raised {outcome.results['B'].error_info.message}"]
+
+
+def test_a_partition_outlasting_the_lease_lets_a_second_holder_in(race: Race, tmp_path) -> None:
+    """Kleppmann's fencing case: A holds a Redis lease and has checked; its link is cut off long
+    enough for the lease to lapse; B takes the lock, checks, inserts; A's held insert lands after."""
+    def run_job(ctx) -> None:
+        lock = ctx.lock("redis", "job", ttl_ms=200)
+        lock.acquire(timeout=10)
+        conn = ctx.connect()
+        cur = conn.cursor()
+        cur.execute("SELECT count(*) FROM jobs")
+        if int(cur.fetchone()[0]) == 0:
+            cur.execute("INSERT INTO jobs VALUES (1)")
+        conn.commit()
+        lock.release()
+
+    race.setup("CREATE TABLE jobs (id int)")
+    race.teardown("DROP TABLE jobs")
+    race.actor("A", run_job)
+    race.actor("B", run_job)
+    race.check_sql("one_job", "SELECT count(*) FROM jobs", equals=1)
+    race.fault("partition", race.partition("A", outlast_leases=True))
+    found = race.assert_finds_race(max_schedules=100, database_dir=tmp_path)
+    assert "partition" in found.failure.schedule
+    assert "check one_job violated: expected 1, got 2" in found.failure.violations
+    assert ("A", "network partition") in waits(found.failure)
+    assert race.replay(found.failure.schedule).violations == found.failure.violations
+
+
+def test_a_short_partition_heals_before_the_lease_lapses(race: Race) -> None:
+    """Without outlast_leases the same placement heals first: B waits for A's lock, one job."""
+    def run_job(ctx) -> None:
+        lock = ctx.lock("redis", "job", ttl_ms=5000)
+        lock.acquire(timeout=10)
+        conn = ctx.connect()
+        cur = conn.cursor()
+        cur.execute("SELECT count(*) FROM jobs")
+        if int(cur.fetchone()[0]) == 0:
+            cur.execute("INSERT INTO jobs VALUES (1)")
+        conn.commit()
+        lock.release()
+
+    race.setup("CREATE TABLE jobs (id int)")
+    race.teardown("DROP TABLE jobs")
+    race.actor("A", run_job)
+    race.actor("B", run_job)
+    race.check_sql("one_job", "SELECT count(*) FROM jobs", equals=1)
+    race.fault("partition", race.partition("A"))
+    outcome = race.replay("A A A partition B B")
+    assert outcome.passed, outcome.describe()
+    assert faults(outcome) == ["partition", "heal"]

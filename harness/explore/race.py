@@ -186,6 +186,7 @@ class Race:
         # on it is declared and reset after every schedule
         self._links: dict[str, Any] = {}
         self._clock_in_setup = False  # a skew_clock fault installs the PostgreSQL clock schema in setup
+        self._outlasting: set[str] = set()  # actors whose partitions outlast Redis leases
         self._redis_keys: set[str] = set()  # deleted after every schedule: state must not leak
         # PostgreSQL connections are kept between schedules (a connect forks a backend: ~3 ms, four
         # per schedule were a third of its time); a DISCARD-style reset gives each a clean session
@@ -282,15 +283,19 @@ class Race:
         return skew_db
 
     # network faults (each actor's database link, the Redis lock service) ---------------------------
-    def partition(self, victim: str) -> Callable[[], None]:
+    def partition(self, victim: str, *, outlast_leases: bool = False) -> Callable[[], None]:
         """A fault: ``victim``'s database link holds all traffic from now on (nothing is lost).
 
         Its next call waits on the network, which the scheduler sees as blocked (wait-for graph:
         ``network partition``); other actors go on -- and wait for its locks.  The link heals when
         no other actor can move (or at the end of the schedule): the partition lasts as long as the
-        schedule keeps others busy.
+        schedule keeps others busy.  ``outlast_leases``: it also lasts until actors waiting for a
+        Redis lock got it (real time passes until the victim's lease lapses) -- the partitioned
+        holder that still believes it holds the lock.
         """
         link = self._db_link(victim)
+        if outlast_leases:
+            self._outlasting.add(victim)
         return lambda: self._net_fault(link.partition, "partition", victim)
 
     def cut(self, victim: str) -> Callable[[], None]:
@@ -342,9 +347,11 @@ class Race:
         """Actors waiting on the network (a partition holds their traffic): wait-for graph entries."""
         return {actor: "network partition" for actor in self._stalled_links()}
 
-    def _heal_stalled(self) -> bool:
-        """No actor can move: end the partitions someone waits on (recorded); False if none."""
-        stalled = self._stalled_links()
+    def _heal_stalled(self, lock_waiters: bool) -> bool:
+        """No actor can move: end the partitions someone waits on (recorded); False if none -- or, while
+        actors wait for a lock, none that should outlast leases."""
+        stalled = {actor: link for actor, link in self._stalled_links().items()
+                   if not (lock_waiters and actor in self._outlasting)}
         for actor, link in stalled.items():
             link.heal()
             if self._scheduler is not None:

@@ -87,6 +87,8 @@ class _Actor:
     blocked_in_call: bool = False  # sticky: the current call was seen waiting in the server
     lock_key: str | None = None
     lock_waits: WaitEdge | None = None
+    blocked_at: int = 0  # moves in the schedule when its harness-lock attempt last failed
+    quiet_retry: bool = False  # retrying a harness lock while nobody else could move: no decision
     segments: int = 0
     result: ActorResult | None = None
     optional: bool = False  # a fault: may never move; skipped once every required actor is done
@@ -124,9 +126,10 @@ class Scheduler:
         self._stall_start: float | None = None  # lock-only retries with no real move since then
         self._server_down = False  # a crash fault is restarting the server: do not ask it about waits
         # network faults (set by the race): who waits on a held link, and what to do when nobody can
-        # move (heal a partition); both None without network faults
+        # move -- ``on_stuck(lock_waiters_present)`` heals a partition (True) or lets time pass for
+        # leases first (False); both None without network faults
         self.network_stalls: Callable[[], dict[str, str]] | None = None
-        self.on_stuck: Callable[[], bool] | None = None
+        self.on_stuck: Callable[[bool], bool] | None = None
 
     # -- called from actor threads ------------------------------------------------------------------
     def current(self) -> _Actor | None:
@@ -142,7 +145,7 @@ class Scheduler:
     def point(self, label: str) -> None:
         """Pause here until the conductor lets this actor move."""
         actor = self.current()
-        if actor is None:  # not inside a scheduled actor (setup code, checks): run freely
+        if actor is None or actor.quiet_retry:  # outside an actor (setup, checks), or a quiet retry
             return
         with self.cond:
             actor.state, actor.label = READY, label
@@ -276,10 +279,12 @@ class Scheduler:
         if actor is None:
             return
         with self.cond:
-            actor.lock_key = key
+            actor.lock_key, actor.blocked_at = key, len(self.schedule)
             actor.lock_waits = WaitEdge(actor.name, self._holder_name(holder), lock, key)
             actor.state, actor.label = BLOCKED_LOCK, f"retry {lock} {key}"
-            self._event("blocked", actor, actor.label, waits=[actor.lock_waits])
+            if not actor.quiet_retry:  # how often a quiet retry fails depends on real time: not traced
+                self._event("blocked", actor, actor.label, waits=[actor.lock_waits])
+            actor.quiet_retry = False
             self.cond.notify_all()
 
     def lock_retry_wait(self) -> None:
@@ -291,7 +296,7 @@ class Scheduler:
         actor = self.current()
         if actor is not None:
             with self.cond:
-                actor.lock_key, actor.lock_waits = None, None
+                actor.lock_key, actor.lock_waits, actor.quiet_retry = None, None, False
 
     def fault(self, kind: str, detail: dict[str, Any]) -> None:
         actor = self.current()
@@ -333,9 +338,9 @@ class Scheduler:
                     runnable = [a.name for a in self.actors.values() if a.state == READY]
                     lock_waiters = [a.name for a in self.actors.values() if a.state == BLOCKED_LOCK]
                     # a harness-lock waiter may retry once another actor has moved since it failed
-                    runnable += [n for n in lock_waiters if self.schedule and self.schedule[-1] != n]
+                    runnable += [n for n in lock_waiters if len(self.schedule) > self.actors[n].blocked_at]
                 if not runnable:
-                    if self.on_stuck is not None and self.on_stuck():  # e.g. a partition healed
+                    if self.on_stuck is not None and self.on_stuck(bool(lock_waiters)):  # a partition healed
                         self._released_check_due = True
                         continue
                     if not self._wait_for_progress(lock_waiters):
@@ -437,11 +442,17 @@ class Scheduler:
         """Nobody can be chosen: wait (bounded) for the server's deadlock detector or a lease to expire."""
         deadline = time.monotonic() + self.options.hang_timeout
         delay = 0.001
+        done_before = sum(a.state == DONE for a in self.actors.values())
         while time.monotonic() < deadline:
             with self.cond:
-                if any(a.state in (READY, DONE) for a in self.actors.values()):
+                # progress: someone can be chosen, or someone finished (not: a fault that finished
+                # long ago -- that made this return at once, and the conductor spin)
+                if any(a.state == READY for a in self.actors.values()) or \
+                        sum(a.state == DONE for a in self.actors.values()) > done_before:
                     return True
-                db_blocked = any(a.state == BLOCKED_DB for a in self.actors.values())
+                # an actor held by a partition waits for no server event: leases may lapse meanwhile
+                stalled = self.network_stalls() if self.network_stalls is not None else {}
+                db_blocked = any(a.state == BLOCKED_DB and a.name not in stalled for a in self.actors.values())
                 if lock_waiters and not db_blocked:
                     # only harness-lock waiters: let real time pass (a lease may expire), then let the
                     # first one retry without recording a decision (no choice was made) -- bounded:
@@ -451,8 +462,10 @@ class Scheduler:
                     if now - self._stall_start > self.options.hang_timeout:
                         return False
                     self.cond.wait(timeout=min(0.05, 0.001 * 2 ** min(10, int((now - self._stall_start) * 20))))
+                    # the retry is no decision: its attempt runs without pausing at the lock's point,
+                    # and a failed one is not traced, so real time decides nothing the schedule shows
                     waiter = self.actors[lock_waiters[0]]
-                    waiter.state, waiter.lock_key = RUNNING, None
+                    waiter.state, waiter.lock_key, waiter.quiet_retry = RUNNING, None, True
                     waiter.go.set()
                     return True
                 self.cond.wait(timeout=delay)
