@@ -10,6 +10,8 @@ from harness.explore import Race
 from harness.explore.history import FAIL, OK, UNKNOWN, Op, durability_violations
 from harness.provision import attach
 from harness.scenario.yaml_loader import load_yaml
+from .expect import assert_searched
+
 from scenarios.faults.journal import append_entries
 
 UNLOGGED = {"postgres": "CREATE UNLOGGED TABLE journal (entry int, kind varchar(10))",
@@ -38,6 +40,7 @@ def statuses(outcome) -> list[str]:
 
 def test_every_placement_of_a_crash_keeps_acknowledged_entries(crash_race: Race, tmp_path) -> None:
     result = journal_race(crash_race).assert_no_race(max_schedules=100, database_dir=tmp_path)
+    assert_searched(result, 100)
     assert result.exhausted  # every distinct placement of the crash (and none) was tried
 
 

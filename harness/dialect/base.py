@@ -85,6 +85,10 @@ class Wait:
     holder: int | None
     lock: str  # e.g. "relation row lock", "advisory", "user lock", "metadata lock"
     detail: str = ""
+    #: False when the server's view is in transition (MariaDB: a metadata-lock request still listed
+    #: PENDING after its holder released it, until the waiter's own thread wakes): not a scheduling
+    #: fact yet, so the scheduler keeps asking instead of counting the session as blocked
+    settled: bool = True
 
 
 class Dialect(ABC):
@@ -191,6 +195,21 @@ class Dialect(ABC):
     @abstractmethod
     def isolation_sql(self, level: str) -> str:
         """The statement that sets a session's default isolation level."""
+
+    # -- deadlocks ---------------------------------------------------------------------------------
+    #: True when the harness must break wait-for cycles itself (see :meth:`prepare_race_database`);
+    #: False when the server detects each cycle the moment it closes (InnoDB), so a settled schedule
+    #: never shows one
+    harness_breaks_deadlocks: bool = False
+
+    def prepare_race_database(self, admin: Any, dbname: str, hang_timeout: float) -> str | None:
+        """Make the server leave wait-for cycles in ``dbname`` to the harness; None, or why it can't."""
+        return None
+
+    def deadlock_error(self, exc: BaseException) -> BaseException:
+        """The driver's own deadlock error, raised to the victim of a cycle the harness broke by
+        cancelling its statement (``exc`` is the cancellation error, of the victim's driver)."""
+        return exc
 
 
 def execute(conn: Any, sql: str, params: Any = None) -> list[tuple[Any, ...]]:

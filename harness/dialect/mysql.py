@@ -90,13 +90,18 @@ class MySQLDialect(Dialect):
         for waiter, holder, otype, schema, oname in execute(monitor, _MDL_WAITS_SQL.format(ids=ids)):
             kind = "user lock" if otype == "USER LEVEL LOCK" else "metadata lock"
             obj = ".".join(x for x in (schema, oname) if x)
+            # PENDING with nobody holding the lock: its holder released it and the server granted it,
+            # but the row changes only when the waiter's own thread wakes -- in transition
             found.setdefault(int(waiter), []).append(
-                Wait(int(waiter), int(holder) if holder else None, kind, f"{otype} {obj}".strip()))
-        # A session the lock views do not explain but whose state says it waits (e.g. a lock wait
-        # that started before the views caught up) still counts as blocked, holder unknown.
+                Wait(int(waiter), int(holder) if holder else None, kind, f"{otype} {obj}".strip(),
+                     settled=bool(holder)))
+        # A session the lock views do not explain but whose state says it waits: the state is set and
+        # cleared by the waiting thread itself, so it lags both ways (a wait the views do not show yet,
+        # or one already granted) -- in transition, asked again
         for sid, state in execute(monitor, _STATE_SQL.format(ids=ids)):
             if int(sid) not in found and state and (state == "User lock" or state.startswith("Waiting for")):
-                found[int(sid)] = [Wait(int(sid), None, "user lock" if state == "User lock" else "metadata lock", state)]
+                found[int(sid)] = [Wait(int(sid), None, "user lock" if state == "User lock" else "metadata lock",
+                                        state, settled=False)]
         return [w for ws in found.values() for w in ws]
 
     def _row_waits(self, monitor: Any, ids: str, sessions: set[int]) -> list[Wait]:

@@ -21,6 +21,7 @@ import unittest
 import os
 import time
 from datetime import timedelta
+from enum import Enum
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -31,6 +32,7 @@ from hypothesis import strategies as st
 from hypothesis.database import DirectoryBasedExampleDatabase
 from hypothesis.errors import Flaky as HypothesisFlaky
 from hypothesis.errors import FlakyStrategyDefinition
+from hypothesis.statistics import collector
 
 from ..dialect import ConnInfo, execute
 from ..errors import HarnessError
@@ -100,6 +102,7 @@ class ScheduleOutcome:
     trace: Trace
     preemptions: int = 0
     duration: float = 0.0
+    options: list[list[str]] = field(default_factory=list)  # who could move at each move
 
     @property
     def passed(self) -> bool:
@@ -117,20 +120,36 @@ class ScheduleOutcome:
         return "\n".join(lines + trace_lines(self.trace))
 
 
+class StopReason(str, Enum):
+    """Why a search stopped, recorded as data (as Hypothesis's ExitReason), never inferred from counts."""
+
+    FAILURE = "failure found"
+    BUDGET = "budget spent"
+    EXHAUSTED = "space exhausted"  # the strategy says every distinct schedule it can make was tried
+
+
 @dataclass
 class ExploreResult:
     strategy: str
-    schedules_run: int
+    schedules_run: int  # schedules of the search proper: never more than ``budget``
     elapsed: float
     failure: ScheduleOutcome | None = None  # minimal failing schedule, if any
     first_failure_after: int | None = None  # schedules run until the first failure
     seed: int | None = None
     minimal_verified: bool = False  # no preemption of the failure can be removed
-    exhausted: bool = False  # every distinct schedule was tried before the budget ran out
+    stop_reason: StopReason = StopReason.BUDGET
+    budget: int = 0
+    shrink_runs: int = 0  # runs spent confirming and minimizing the failure, not counted above
+    aborted_runs: int = 0  # Hypothesis test cases abandoned mid-schedule (over-long draws), not counted above
+    replayed: bool = False  # the failure is a schedule the user gave, not one found and minimized
 
     @property
     def passed(self) -> bool:
         return self.failure is None
+
+    @property
+    def exhausted(self) -> bool:
+        return self.stop_reason is StopReason.EXHAUSTED
 
     def to_outcome(self, scenario: str, path: str, backend: str, expect_violation: bool = False) -> Outcome:
         """As a results Outcome (for reports): passes when the verdict matches the expectation."""
@@ -150,6 +169,45 @@ class _Found(Exception):
     def __init__(self, outcome: ScheduleOutcome) -> None:
         super().__init__(outcome.violations[0] if outcome.violations else "failure")
         self.outcome = outcome
+
+
+class _BudgetSpent(BaseException):
+    """Stops a Hypothesis search at the budget (a BaseException: Hypothesis lets it through at once)."""
+
+
+@dataclass
+class _Tally:
+    """What one exploration ran: the search's schedules (capped at the budget), the first failure,
+    confirmation/shrink runs after it and test cases Hypothesis abandoned mid-schedule."""
+
+    budget: int
+    count: int = 0
+    first: int | None = None
+    shrink_runs: int = 0
+    aborted: int = 0
+    progress: Callable[[int, int], None] | None = None
+
+    def run(self, race: "Race", chooser: Chooser) -> ScheduleOutcome:
+        if self.first is not None:  # Hypothesis replays the failure it reports: not a new schedule
+            self.shrink_runs += 1
+            return race.run_schedule(chooser)
+        if self.count >= self.budget:
+            raise _BudgetSpent()
+        try:
+            outcome = race.run_schedule(chooser)
+        except (HarnessError, _BudgetSpent, KeyboardInterrupt):
+            raise
+        except BaseException:  # Hypothesis stopped the case mid-draw (StopTest, overrun)
+            self.aborted += 1
+            raise
+        self.count += 1
+        if isinstance(chooser, HypothesisChooser):
+            race._remember(tuple(chooser.taken), outcome)
+        if self.progress is not None:
+            self.progress(self.count, self.budget)
+        if not outcome.passed:
+            self.first = self.count
+        return outcome
 
 
 class Race:
@@ -192,6 +250,8 @@ class Race:
         # per schedule were a third of its time); a DISCARD-style reset gives each a clean session
         self._idle: dict[bool, list[Any]] = {True: [], False: []}
         self._lent: list[tuple[bool, Any]] = []
+        self._seen: dict[tuple[int, ...], ScheduleOutcome] = {}  # decisions -> a run of them (diagnosis)
+        self._facts: list[str] = []  # runs of the same decisions that differed
 
     def close(self) -> None:
         """Close the race's own control connection (actors' connections close after each schedule)."""
@@ -687,7 +747,7 @@ class Race:
                 ) from None
             self._reset_redis()
         return ScheduleOutcome(run.schedule, run.labels, run.results, violations, run.trace, run.preemptions,
-                               time.perf_counter() - start)
+                               time.perf_counter() - start, run.options)
 
     def _redis_client(self, *, actor_side: bool = False) -> Any:
         """A Redis client: the harness's own goes straight to the server; an actor's goes through the
@@ -803,80 +863,125 @@ class Race:
                 pct_depth: int = 2, database_dir: str | Path | None = None,
                 stop_at_first: bool = True, minimize: bool = True,
                 progress: Callable[[int, int], None] | None = None) -> ExploreResult:
-        """Search schedules for a failing one; the reported failure is minimal (shrunk) and replayable."""
+        """Search schedules for a failing one; the reported failure is minimal (shrunk) and replayable.
+
+        At most ``max_schedules`` schedules are run by the search; runs that confirm and minimize a
+        failure, and Hypothesis test cases abandoned mid-schedule, are counted apart; why the search
+        stopped is ``stop_reason``."""
         profile = profile or os.environ.get("HARNESS_PROFILE", "dev")
         if profile not in PROFILES:
             raise HarnessError(f"unknown exploration profile {profile!r}; use one of {', '.join(PROFILES)}.")
+        if strategy not in ("auto", "hypothesis", "exhaustive", "pct", "random"):
+            raise HarnessError(f"unknown strategy {strategy!r}; use auto, hypothesis, exhaustive, pct or random.")
         budget = max_schedules or PROFILES[profile]["max_examples"]
         seed = seed if seed is not None else 0
         start = time.perf_counter()
-        count = 0
-        first: int | None = None
+        tally = _Tally(budget, progress=progress)
         failure: ScheduleOutcome | None = None
+        exhausted = False
 
         def one(chooser: Chooser) -> ScheduleOutcome:
-            nonlocal count, first
-            outcome = self.run_schedule(chooser)
-            count += 1
-            if progress is not None:
-                progress(count, budget)
-            if not outcome.passed and first is None:
-                first = count
-            return outcome
+            return tally.run(self, chooser)
 
         # one unrecorded run first: lazy initialisation in the code under test (an ORM's first connect
         # queries its dialect) must not make the first schedule take other decisions than its replays
         self.run_schedule(ContinueChooser())
-        if strategy == "auto":
-            # 1. failures stored in the example database first; 2. every schedule with at most one
-            # preemption (most races need one: CHESS's observation), up to half the budget, in a
-            # fixed order; 3. Hypothesis generation and shrinking with what is left
-            failure = self._explore_hypothesis(one, budget, profile, database_dir, phases=[Phase.reuse])
-            if failure is None:
-                for outcome in bounded_exhaustive(one, 1, max(1, budget // 2)):
+        try:
+            if strategy == "auto":
+                # 1. failures stored in the example database first; 2. every schedule with at most one
+                # preemption (most races need one: CHESS's observation), up to half the budget, in a
+                # fixed order; 3. Hypothesis generation with what is left
+                failure, _ = self._explore_hypothesis(one, budget, profile, database_dir, phases=[Phase.reuse])
+                if failure is None:
+                    failure = self._first_failure(bounded_exhaustive(one, 1, max(1, budget // 2)))
+                if failure is None and tally.count < budget:
+                    failure, exhausted = self._explore_hypothesis(one, budget - tally.count, profile,
+                                                                  database_dir, phases=[Phase.generate])
+            elif strategy == "hypothesis":
+                failure, exhausted = self._explore_hypothesis(one, budget, profile, database_dir)
+            elif strategy in ("random", "pct"):
+                for i in range(budget):
+                    chooser: Chooser = RandomChooser(seed + i) if strategy == "random" else PCTChooser(
+                        seed + i, depth=pct_depth, expected_moves=max(10, 4 * len(self.actors) * 6),
+                        actors=list(self.actors))
+                    outcome = one(chooser)
                     if not outcome.passed:
                         failure = outcome
-                        break
-            if failure is None and count < budget:
-                failure = self._explore_hypothesis(one, budget - count, profile, database_dir,
-                                                   phases=[Phase.generate, Phase.shrink])
-        elif strategy == "hypothesis":
-            failure = self._explore_hypothesis(one, budget, profile, database_dir)
-        elif strategy in ("random", "pct"):
-            for i in range(budget):
-                chooser: Chooser = RandomChooser(seed + i) if strategy == "random" else PCTChooser(
-                    seed + i, depth=pct_depth, expected_moves=max(10, 4 * len(self.actors) * 6),
-                    actors=list(self.actors))
-                outcome = one(chooser)
-                if not outcome.passed:
-                    failure = outcome
-                    if stop_at_first:
-                        break
-        elif strategy == "exhaustive":
-            for outcome in bounded_exhaustive(one, preemption_bound, budget):
-                if not outcome.passed:
-                    failure = outcome
-                    if stop_at_first:
-                        break
-        else:
-            raise HarnessError(f"unknown strategy {strategy!r}; use auto, hypothesis, exhaustive, pct or random.")
+                        if stop_at_first:
+                            break
+            else:
+                search = bounded_exhaustive(one, preemption_bound, budget)
+                failure = self._first_failure(search, stop_at_first)
+                # the enumeration ended below the budget: every schedule within the bound was tried
+                exhausted = failure is None and tally.count < budget
+        except _BudgetSpent:
+            pass
         verified = False
+        before = tally.count
         if failure is not None and minimize:
-            failure, verified = self.minimize(failure)
-        exhausted = failure is None and count < budget and strategy in ("auto", "hypothesis", "exhaustive")
-        return ExploreResult(strategy, count, time.perf_counter() - start, failure, first, seed, verified,
-                             exhausted)
+            failure, verified, runs = self.minimize(failure)
+            tally.shrink_runs += runs
+        reason = StopReason.FAILURE if failure is not None else (
+            StopReason.EXHAUSTED if exhausted else StopReason.BUDGET)
+        assert tally.count == before <= budget
+        return ExploreResult(strategy, tally.count, time.perf_counter() - start, failure, tally.first, seed,
+                             verified, reason, budget, tally.shrink_runs, tally.aborted)
+
+    def _remember(self, decisions: tuple[int, ...], outcome: ScheduleOutcome) -> None:
+        """Keep who could move at each move for these decisions; a second run of the same decisions
+        that differs is a fact for the divergence message (see :meth:`_diagnose`)."""
+        before = self._seen.get(decisions)
+        if before is None:
+            if len(self._seen) < 5000:
+                self._seen[decisions] = outcome
+            return
+        if before.options != outcome.options:
+            move = next(i for i, (a, b) in enumerate(itertools.zip_longest(before.options, outcome.options))
+                        if a != b)
+            a, b = (x.options[move] if move < len(x.options) else [] for x in (before, outcome))
+            changed = sorted(set(a) ^ set(b))
+            waits = [f"{e.session} waited ({', '.join(f'for {w.holder or chr(63)} on {w.lock}' for w in e.waits)})"
+                     for x in (before, outcome) for e in x.trace.events
+                     if e.kind == "blocked" and e.session in changed]
+            self._facts.append(f"at move {move + 1} after {' '.join(outcome.schedule[:move]) or 'the start'}, "
+                               f"one run could move {', '.join(a) or 'nobody'} and another "
+                               f"{', '.join(b) or 'nobody'}: {', '.join(changed)} changed"
+                               + (f"; waits seen: {'; '.join(sorted(set(waits)))}" if waits else ""))
+        elif before.violations != outcome.violations:
+            self._facts.append(f"schedule {outcome.schedule_text} gave {before.violations or 'no violation'} once "
+                               f"and {outcome.violations or 'no violation'} once: the code under test or its "
+                               "data varies between runs of one schedule (state left by an earlier schedule, "
+                               "time, randomness?)")
+
+    def _diagnose(self) -> str:
+        if self._facts:
+            return "Facts: " + "; ".join(dict.fromkeys(self._facts[:3])) + "."
+        return ("No two runs of the same decisions differed in who could move or in their verdict; Hypothesis "
+                "saw a different number of decisions, so an actor's path depends on something the schedule "
+                "does not fix (its own randomness, time or state left by an earlier schedule).")
+
+    @staticmethod
+    def _first_failure(outcomes: Iterable[ScheduleOutcome], stop_at_first: bool = True) -> ScheduleOutcome | None:
+        failure = None
+        for outcome in outcomes:
+            if not outcome.passed and failure is None:
+                failure = outcome
+                if stop_at_first:
+                    break
+        return failure
 
     def _explore_hypothesis(self, one: Callable[[Chooser], ScheduleOutcome], budget: int, profile: str,
                             database_dir: str | Path | None, phases: list[Phase] | None = None
-                            ) -> ScheduleOutcome | None:
+                            ) -> tuple[ScheduleOutcome | None, bool]:
+        """Hypothesis generation (no shrinking: :meth:`minimize` does that, deterministically);
+        returns the failure found and whether Hypothesis ran out of distinct schedules."""
         kwargs = {**PROFILES[profile], "max_examples": budget}
         db_dir = Path(database_dir or os.environ.get("HARNESS_EXAMPLES_DIR", ".hypothesis/harness"))
+        stats: list[dict[str, Any]] = []
 
         def make_search(database: Any) -> Callable[[], None]:
             @settings(deadline=None, database=database, print_blob=False, suppress_health_check=list(HealthCheck),
-                      phases=phases or [Phase.reuse, Phase.generate, Phase.shrink],
-                      report_multiple_bugs=False, **kwargs)
+                      phases=phases or [Phase.reuse, Phase.generate], report_multiple_bugs=False, **kwargs)
             @given(st.data())
             def search(data: Any) -> None:
                 outcome = one(HypothesisChooser(data))
@@ -887,50 +992,58 @@ class Race:
             search._hypothesis_internal_add_digest = f"{self.name}/{self.backend}".encode()  # type: ignore[attr-defined]
             return search
 
+        def exhausted() -> bool:  # "nothing left to do" after generating: the choice tree is exhausted
+            return bool(stats) and stats[-1].get("stopped-because") == "nothing left to do" and \
+                Phase.generate in (phases or [Phase.generate])
+
         try:
-            make_search(DirectoryBasedExampleDatabase(str(db_dir)))()
+            with collector.with_value(stats.append):
+                make_search(DirectoryBasedExampleDatabase(str(db_dir)))()
         except _Found as found:
-            return found.outcome
+            return found.outcome, False
         except unittest.SkipTest:  # the reuse phase alone, and nothing stored: nothing ran, not a skip
-            return None
+            return None, False
         except (HypothesisFlaky, FlakyStrategyDefinition) as exc:
             # a stored example from an earlier, different version of the scenario (or of the code under
             # test) no longer behaves as recorded: search again without the stale examples
             try:
-                make_search(None)()
+                with collector.with_value(stats.append):
+                    make_search(None)()
             except _Found as found:
-                return found.outcome
+                return found.outcome, False
             except (HypothesisFlaky, FlakyStrategyDefinition):
                 raise HarnessError(
-                    f"race {self.name!r} on {self.backend}: the same decisions gave different schedules ({exc}). "
-                    "Something outside the harness's control varies between runs (time, randomness, state "
-                    "left by an earlier schedule): freeze clocks, seed randomness, reset state in teardown."
+                    f"race {self.name!r} on {self.backend}: the same decisions gave different schedules "
+                    f"({_first_line(exc)}). {self._diagnose()}"
                 ) from None
-        return None
+        return None, exhausted()
 
-    def minimize(self, failure: ScheduleOutcome, budget: int = 400) -> tuple[ScheduleOutcome, bool]:
+    def minimize(self, failure: ScheduleOutcome, budget: int = 400) -> tuple[ScheduleOutcome, bool, int]:
         """The failing schedule with the fewest preemptions, none of which can be removed.
 
         First every schedule with fewer preemptions than ``failure`` is tried in a fixed order (bounded
         enumeration, as CHESS does: few schedules have few preemptions), so the result does not depend
         on where Hypothesis happened to start; then preemptions are dropped one at a time while the
-        schedule still fails, replaying each candidate exactly.
+        schedule still fails, replaying each candidate exactly.  Returns (minimal, verified, runs).
         """
         tried = 0
         for bound in range(failure.preemptions):
             for outcome in bounded_exhaustive(self.run_schedule, bound, budget - tried):
                 tried += 1
                 if not outcome.passed:
-                    return self._drop_preemptions(outcome)
+                    minimal, verified, runs = self._drop_preemptions(outcome)
+                    return minimal, verified, tried + runs
             if tried >= budget:
                 break
-        return self._drop_preemptions(failure)
+        minimal, verified, runs = self._drop_preemptions(failure)
+        return minimal, verified, tried + runs
 
-    def _drop_preemptions(self, failure: ScheduleOutcome) -> tuple[ScheduleOutcome, bool]:
+    def _drop_preemptions(self, failure: ScheduleOutcome) -> tuple[ScheduleOutcome, bool, int]:
         recorder = IndexChooser([])
         current = self.run_schedule(_Recording(ReplayChooser(failure.schedule), recorder))
+        runs = 1
         if current.passed:  # not reproducible: report what was found, unverified
-            return failure, False
+            return failure, False, runs
         indexes = list(recorder.taken)
         changed = True
         while changed:
@@ -941,10 +1054,11 @@ class Race:
                 candidate = indexes[:pos] + [0] + indexes[pos + 1:]
                 chooser = IndexChooser(candidate)
                 outcome = self.run_schedule(chooser)
+                runs += 1
                 if not outcome.passed:
                     indexes, current, changed = list(chooser.taken), outcome, True
                     break
-        return current, True
+        return current, True, runs
 
 
 @dataclass
@@ -995,3 +1109,7 @@ class _SchedulerObserver:
 
 
 __all__ = ["ActorContext", "Divergence", "ExploreResult", "PROFILES", "Race", "ScheduleOutcome", "ContinueChooser"]
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
