@@ -136,6 +136,12 @@ def test_deadlock_victim_is_a_function_of_the_schedule(race: Race, backend: str)
         assert per_replay < 0.5, f"{per_replay:.2f} s per replay: the deadlock waited for the server's timer"
         deadlock = [e for e in outcome.trace.events if e.kind == "deadlock"]
         assert deadlock and deadlock[0].detail["victim"] == "B"
+        # and the server's own timer is pushed past the harness's hang bound for the race's sessions
+        conn = race.dialect.connect(race.database.info)
+        try:
+            assert conn.execute("SHOW deadlock_timeout").fetchone()[0] == "5s"
+        finally:
+            conn.close()
 
 
 def test_every_deadlock_schedule_gives_one_victim(race: Race, backend: str) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import inspect
 import itertools
 import unittest
+import warnings
 import os
 import time
 from datetime import timedelta
@@ -250,6 +251,7 @@ class Race:
         # per schedule were a third of its time); a DISCARD-style reset gives each a clean session
         self._idle: dict[bool, list[Any]] = {True: [], False: []}
         self._lent: list[tuple[bool, Any]] = []
+        self._prepared = False  # the database is set up for the harness's deadlock handling
         self._seen: dict[tuple[int, ...], ScheduleOutcome] = {}  # decisions -> a run of them (diagnosis)
         self._facts: list[str] = []  # runs of the same decisions that differed
 
@@ -700,6 +702,12 @@ class Race:
     def _control(self) -> Any:
         if self._monitor is None or getattr(self._monitor, "closed", False) or getattr(self._monitor, "open", True) is False:
             self._monitor = self.dialect.connect(self.database.info, autocommit=True)
+            if not self._prepared:  # before any actor session exists: they all inherit it
+                self._prepared = True
+                problem = self.dialect.prepare_race_database(self._monitor, self.database.name,
+                                                             self.options.hang_timeout)
+                if problem:
+                    warnings.warn(f"race {self.name!r} on {self.backend}: {problem}", stacklevel=3)
         return self._monitor
 
     def _run_hooks(self, hooks: list[str | Callable[[Any], None]], conn: Any) -> None:
