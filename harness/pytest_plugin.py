@@ -251,6 +251,20 @@ def race(request: pytest.FixtureRequest, database: Database, server_pool: Server
         r.close()
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Any:
+    """A ``--harness-replay`` schedule that cannot be followed is a usage error (exit 2, one paragraph
+    naming the move), not a test failure with a traceback."""
+    from .explore.scheduler import Divergence
+
+    try:
+        return (yield)
+    except Divergence as exc:
+        if item.config.getoption("harness_replay", None):
+            pytest.exit(f"harness: error: {item.nodeid}: {exc}", returncode=2)
+        raise
+
+
 # -- scenario files as test items ----------------------------------------------------------------
 
 def pytest_collect_file(file_path: Any, parent: pytest.Collector) -> pytest.Collector | None:

@@ -33,6 +33,8 @@ class Outcome:
     found_after: int | None = None  # explorations: schedules until the first failure
     preemptions: int | None = None  # explorations: context switches in the minimal schedule
     exhausted: bool = False  # explorations: every distinct schedule was tried
+    stop_reason: str | None = None  # explorations: why the search stopped (failure found, budget, exhausted)
+    replayed: bool = False  # explorations: the schedule was given by the user, not found and minimized
 
     @property
     def replay(self) -> str:
@@ -51,7 +53,8 @@ class Outcome:
                 "violated": list(self.violated), "problems": list(self.problems),
                 "duration": round(self.duration, 6), "error": self.error, "kind": self.kind,
                 "schedules_run": self.schedules_run, "seed": self.seed, "found_after": self.found_after,
-                "preemptions": self.preemptions, "exhausted": self.exhausted, "replay": self.replay,
+                "preemptions": self.preemptions, "exhausted": self.exhausted, "stop_reason": self.stop_reason,
+                "replayed": self.replayed, "replay": self.replay,
                 "trace": self.trace.to_json() if self.trace else None}
 
     @classmethod
@@ -62,7 +65,8 @@ class Outcome:
                    duration=d.get("duration", 0.0), error=d.get("error"), kind=d.get("kind", "interleaving"),
                    schedules_run=d.get("schedules_run", 1), seed=d.get("seed"),
                    found_after=d.get("found_after"), preemptions=d.get("preemptions"),
-                   exhausted=d.get("exhausted", False),
+                   exhausted=d.get("exhausted", False), stop_reason=d.get("stop_reason"),
+                   replayed=d.get("replayed", False),
                    trace=Trace.from_json(d["trace"]) if d.get("trace") else None)
 
 

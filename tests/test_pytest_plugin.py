@@ -62,3 +62,25 @@ def test_the_same_error_reaches_xdist_workers(tmp_path: Path) -> None:
                        env={"HARNESS_PROVISIONER": "local", "HARNESS_PG_BINDIR": str(tmp_path / "nothing")})
     assert done.returncode == 1
     assert "were not found" in done.stdout and "skipped" not in done.stdout
+
+
+_RACE = textwrap.dedent("""
+    def test_counter(race):
+        race.setup("CREATE TABLE c (n int)")
+        race.teardown("DROP TABLE c")
+        def bump(ctx):
+            conn = ctx.connect()
+            conn.cursor().execute("INSERT INTO c VALUES (1)")
+            conn.commit()
+        race.actor("A", bump)
+        race.actor("B", bump)
+        race.assert_no_race(max_schedules=5)
+""")
+
+
+def test_a_replay_that_cannot_be_followed_is_a_usage_error(tmp_path: Path) -> None:
+    (tmp_path / "test_race.py").write_text(_RACE)
+    done = _run_pytest(tmp_path, "--backend=postgres", "--harness-replay", "A A A A A A A A B")
+    assert done.returncode == 2, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "move 4 is 'A', but only B can move there (A has already finished)" in done.stdout + done.stderr
+    assert "Traceback" not in done.stdout + done.stderr

@@ -535,8 +535,8 @@ class Race:
         if self.forced_schedule:
             outcome = self.replay(self.forced_schedule)
             if not outcome.passed:
-                raise AssertionError(self._failure_text(outcome, "replayed schedule fails"))
-            return ExploreResult("replay", 1, outcome.duration)
+                raise AssertionError(self._failure_text(outcome, "the replayed schedule fails", replayed=True))
+            return ExploreResult("replay", 1, outcome.duration, budget=1, replayed=True)
         result = self.explore(max_schedules=max_schedules, **explore_kwargs)
         if result.failure is not None:
             raise AssertionError(self._failure_text(result.failure, f"race found after "
@@ -549,16 +549,18 @@ class Race:
             outcome = self.replay(self.forced_schedule)
             if outcome.passed:
                 raise AssertionError(f"the replayed schedule {self.forced_schedule!r} passes")
-            return ExploreResult("replay", 1, outcome.duration, outcome)
+            return ExploreResult("replay", 1, outcome.duration, outcome, 1, budget=1,
+                                 stop_reason=StopReason.FAILURE, replayed=True)
         result = self.explore(max_schedules=max_schedules, **explore_kwargs)
         if result.failure is None:
             raise AssertionError(f"expected a race, but {result.schedules_run} schedules of race "
                                  f"{self.name!r} ({result.strategy}) all passed")
         return result
 
-    def _failure_text(self, outcome: ScheduleOutcome, headline: str) -> str:
+    def _failure_text(self, outcome: ScheduleOutcome, headline: str, replayed: bool = False) -> str:
         saved = self.save_schedule(outcome)
-        return (f"{headline}; minimal schedule ({outcome.preemptions} preemption(s)):\n{outcome.describe()}\n"
+        what = "replayed schedule" if replayed else "minimal schedule"
+        return (f"{headline}; {what} ({outcome.preemptions} preemption(s)):\n{outcome.describe()}\n"
                 f"replay: {self.replay_hint(outcome.schedule_text)}" + (f"\nsaved: {saved}" if saved else ""))
 
     def save_schedule(self, outcome: ScheduleOutcome) -> Path | None:

@@ -201,7 +201,7 @@ def _explore(scenario: Scenario, backend: str, server: Server, redis: Callable[[
         with race_for_scenario(scenario, backend, database, redis) as race:
             expectation = scenario.exploration_expectation(backend)
             wanted = expectation.violates if expectation else None
-            found_after, exhausted = None, False
+            found_after, exhausted, stop = None, False, None
             if schedule is not None:
                 found: ScheduleOutcome | None = race.replay(schedule)
                 runs = 1
@@ -213,11 +213,11 @@ def _explore(scenario: Scenario, backend: str, server: Server, redis: Callable[[
                                       max_schedules=schedules or (spec.schedules if spec else 100),
                                       seed=seed, database_dir=database_dir, progress=progress)
                 found, runs, found_after = result.failure, result.schedules_run, result.first_failure_after
-                exhausted = result.exhausted
+                exhausted, stop = result.exhausted, result.stop_reason.value
             outcome = _outcome(scenario, backend, found, runs, wanted, time.perf_counter() - start, seed)
             outcome.found_after = found_after
             outcome.preemptions = found.preemptions if found else None
-            outcome.exhausted = exhausted
+            outcome.exhausted, outcome.stop_reason, outcome.replayed = exhausted, stop, schedule is not None
     finally:
         database.drop()
     return outcome

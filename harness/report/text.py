@@ -49,9 +49,11 @@ def _exploration_summary(o: Outcome) -> str:
     if o.schedule:  # a failing schedule was found
         after = f" after {o.found_after} schedule(s)" if o.found_after else ""
         verdict = "as expected" if o.passed else "NOT expected"
+        if o.replayed:
+            return f"violation of {', '.join(o.violated) or 'an invariant'} in the replayed schedule, {verdict}"
         return f"violation of {', '.join(o.violated) or 'an invariant'} found{after}, {verdict}"
     if o.passed:
-        every = ", every distinct schedule" if o.exhausted else ""
+        every = f", stopped: {o.stop_reason}" if o.stop_reason else (", every distinct schedule" if o.exhausted else "")
         return f"{o.schedules_run} schedules passed{every} ({o.expected}, as expected)"
     return f"{o.schedules_run} schedules passed, but a violation was expected ({o.expected})"
 
@@ -74,7 +76,8 @@ def print_outcomes(outcomes: list[Outcome], out: TextIO, *, verbose: bool = Fals
         out.write(f"{status} {path} [{backend}] {group[0].scenario}: {line}\n")
         for o in group:
             if o.kind == "exploration" and o.passed and o.schedule and not verbose:
-                out.write(f"       minimal schedule ({o.preemptions} preemption(s)): {' '.join(o.schedule)}\n")
+                what = "replayed schedule" if o.replayed else "minimal schedule"
+                out.write(f"       {what} ({o.preemptions} preemption(s)): {' '.join(o.schedule)}\n")
                 out.write(f"       replay: {o.replay}\n")
                 continue
             if o.passed and not verbose:
