@@ -165,3 +165,32 @@ def test_a_schedule_that_cannot_be_followed_is_a_clear_error(race: Race, backend
     assert isinstance(info.value, HarnessError)
     message = str(info.value)
     assert "move" in message and "can move" in message and "Traceback" not in message
+
+
+def test_a_stuck_python_actor_is_reported_by_name_and_place_within_the_bound(race: Race) -> None:
+    race.options.hang_timeout = 1.0
+    race.setup("CREATE TABLE t (n int)")
+    race.teardown("DROP TABLE t")
+
+    def spins(ctx) -> None:  # type: ignore[no-untyped-def]
+        conn = ctx.connect()
+        conn.cursor().execute("INSERT INTO t VALUES (1)")
+        while True:  # no database call, no lock: the scheduler cannot take this actor back
+            time.sleep(0.01)
+
+    def writes(ctx) -> None:  # type: ignore[no-untyped-def]
+        conn = ctx.connect()
+        conn.cursor().execute("INSERT INTO t VALUES (2)")
+        conn.commit()
+
+    race.actor("A", spins)
+    race.actor("B", writes)
+    started = time.perf_counter()
+    outcome = race.replay("A A")
+    elapsed = time.perf_counter() - started
+    assert elapsed < 4, f"reported after {elapsed:.1f} s with a 1 s bound"
+    hang = next(e for e in outcome.trace.events if e.kind == "hang")
+    reason = hang.detail["reason"]
+    assert "actor A is in Python with no database call or lock" in reason
+    assert "test_determinism.py" in reason and "in spins" in reason
+    assert any("hang" in v and "actor A" in v for v in outcome.violations)

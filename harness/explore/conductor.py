@@ -8,6 +8,7 @@ graph and where a stuck actor is, and puts each move's trace events in a fixed o
 
 from __future__ import annotations
 
+import ctypes
 import sys
 import threading
 import time
@@ -350,9 +351,13 @@ class Conductor:
         with self.cond:
             self.aborted = True
             stuck = [a.sid for a in self.actors.values() if a.sid is not None]
+            in_python = [a.thread.ident for a in self.actors.values()
+                         if a.state == RUNNING and a.sid is None and a.thread is not None and a.thread.ident]
             for actor in self.actors.values():
                 actor.go.set()
             self.cond.notify_all()
+        for ident in in_python:  # a loop or sleep in actor code: stop it at its next bytecode
+            ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), ctypes.py_object(ScheduleAborted))
         for sid in stuck:
             try:
                 if self.dialect is not None and self.monitor is not None:
