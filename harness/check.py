@@ -68,7 +68,7 @@ def step_problems(scenario: Scenario, backend: str, trace: Trace) -> list[str]:
         code = result.error.code if result.error else None
         if exp.ok and result.error:
             problems.append(f"step {name} should succeed but failed with {code}: {result.error.message}")
-        if exp.error and (result.error is None or (exp.error != "any" and code != exp.error)):
+        if exp.error and (result.error is None or (exp.error != "any" and not result.error.matches(exp.error))):
             got = f"{code}: {result.error.message}" if result.error else "success"
             problems.append(f"step {name} should fail with {exp.error} but got {got}")
         if exp.blocks is not None and trace.was_blocked(name) != exp.blocks:

@@ -25,10 +25,19 @@ from typing import Any
 
 @dataclass
 class ErrorInfo:
+    """A server error as both paths record it: the code expectations name first, plus every other
+    identity the driver gave, so an expectation may name either (``matches``)."""
+
     code: str | None  # SQLSTATE (PostgreSQL) or error number (MySQL family)
     message: str
     severity: str = "ERROR"
     detail: str | None = None
+    sqlstate: str | None = None  # the SQLSTATE, where the server sent one (MySQL family: often coarse)
+    driver: str | None = None  # the driver's exception class (psycopg.errors.UniqueViolation, ...)
+
+    def matches(self, code: str) -> bool:
+        """Whether an expectation's ``code`` (error number or SQLSTATE) names this error."""
+        return code in (self.code, self.sqlstate)
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> "ErrorInfo":

@@ -85,9 +85,6 @@ def test_slow_commits_explore_without_divergence(race: Race, tmp_path) -> None:
 
 
 DEADLOCK_CODES = {"postgres": "40P01", "mysql": "1213"}
-# what an actor's error carries today: PostgreSQL's SQLSTATE; for PyMySQL the SQLSTATE (40001) the
-# driver reports, not the error number
-DEADLOCK_ERRORS = {"40P01", "40001", "1213"}
 
 
 def opposite_order_race(race: Race, backend: str) -> Race:
@@ -112,7 +109,7 @@ def opposite_order_race(race: Race, backend: str) -> Race:
 
 def _victims(outcome) -> tuple[str, ...]:  # type: ignore[no-untyped-def]
     return tuple(sorted(n for n, r in outcome.results.items()
-                        if r.error_info is not None and r.error_info.code in DEADLOCK_ERRORS))
+                        if r.error_info is not None and r.error_info.code in DEADLOCK_CODES.values()))
 
 
 def test_deadlock_victim_is_a_function_of_the_schedule(race: Race, backend: str) -> None:

@@ -212,6 +212,19 @@ class Dialect(ABC):
         return exc
 
 
+def error_info(exc: BaseException) -> ErrorInfo:
+    """What a driver's exception says, for any supported driver (psycopg 3, psycopg2, PyMySQL,
+    mysqlclient), also when SQLAlchemy wrapped it: ``code`` is the SQLSTATE (PostgreSQL) or the error
+    number (MySQL family), ``sqlstate`` the SQLSTATE wherever the driver kept it."""
+    orig = getattr(exc, "orig", None)  # sqlalchemy.exc.DBAPIError wraps the driver's error
+    err = orig if isinstance(orig, BaseException) else exc
+    sqlstate = getattr(err, "sqlstate", None) or getattr(err, "pgcode", None)
+    args = getattr(err, "args", None) or ()
+    native = str(args[0]) if args and isinstance(args[0], int) and not isinstance(args[0], bool) else None
+    driver = f"{type(err).__module__}.{type(err).__qualname__}"
+    return ErrorInfo(native or sqlstate, f"{type(err).__name__}: {err}", sqlstate=sqlstate, driver=driver)
+
+
 def execute(conn: Any, sql: str, params: Any = None) -> list[tuple[Any, ...]]:
     """Run one statement on a DB-API connection and fetch what it returns (admin helper)."""
     cur = conn.cursor()

@@ -159,7 +159,8 @@ class MySQLDialect(Dialect):
             if code in _CONNECTION_LOST or isinstance(exc, pymysql.err.InterfaceError):
                 raise ConnectionError(str(exc)) from exc
             out.error = ErrorInfo(str(code) if code is not None else None,
-                                  str(exc.args[1]) if len(exc.args) > 1 else str(exc))
+                                  str(exc.args[1]) if len(exc.args) > 1 else str(exc),
+                                  sqlstate=getattr(exc, "sqlstate", None))
         finally:
             cur.close()
         return out

@@ -39,7 +39,8 @@ def _error_of(res: Any) -> ErrorInfo:
     if message is None:  # libpq-generated errors carry only the old-style message
         message = _text(res.error_message) or "unknown error"
         return ErrorInfo(code=None, message=message.strip(), severity="")
-    return ErrorInfo(code=_text(res.error_field(field.SQLSTATE)), message=message,
+    code = _text(res.error_field(field.SQLSTATE))
+    return ErrorInfo(code=code, message=message, sqlstate=code,
                      severity=_text(res.error_field(field.SEVERITY)) or "ERROR",
                      detail=_text(res.error_field(field.MESSAGE_DETAIL)))
 

@@ -6,6 +6,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol, Sequence
 
+from ..dialect.base import error_info
 from ..errors import HarnessError
 from ..trace import ErrorInfo, Trace, WaitEdge
 from .history import Op
@@ -44,12 +45,7 @@ class ActorResult:
 
     @property
     def error_info(self) -> ErrorInfo | None:
-        if self.error is None:
-            return None
-        code = getattr(self.error, "sqlstate", None)
-        if code is None and getattr(self.error, "args", None) and isinstance(self.error.args[0], int):
-            code = str(self.error.args[0])
-        return ErrorInfo(code, f"{type(self.error).__name__}: {self.error}")
+        return None if self.error is None else error_info(self.error)
 
 
 @dataclass

@@ -801,7 +801,7 @@ class Race:
         for allowed in self.allowed_errors:
             if isinstance(allowed, type) and isinstance(error, allowed):
                 return True
-            if isinstance(allowed, str) and code is not None and code.code == allowed:
+            if isinstance(allowed, str) and code is not None and code.matches(allowed):
                 return True
         return False
 
