@@ -187,7 +187,7 @@ class LockActions:
             kind, key = self._kind(ctx), self._key(ctx)
             default = self.default_timeout_ms if kind == "redis" else None
             timeout_ms = _ms(ctx, "timeout_ms", default)
-            lk = self._lock_for(ctx, kind, key, _StepObserver(ctx))
+            lk = self._lock_for(ctx, kind, key, ctx.lock_observer or _StepObserver(ctx))
             got = lk.acquire(None if timeout_ms is None else timeout_ms / 1000.0)
         except HarnessError as exc:
             return _fail(str(exc))

@@ -7,6 +7,7 @@ events into the trace so reports show expected vs actual.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from .dialect import Dialect
@@ -14,18 +15,68 @@ from .scenario.model import Check, Interleaving, Scenario
 from .trace import Event, Trace
 
 
-def _matches(check: Check, rows: list[list[str | None]]) -> tuple[bool, str]:
-    if check.kind == "empty":
-        return (not rows, "no rows" if not rows else f"{len(rows)} row(s), first {rows[0]}")
-    if check.kind == "nonempty":
+@dataclass(frozen=True)
+class Violation:
+    """One way a schedule or interleaving went wrong, as a record: reports and verdicts read its
+    fields, never the sentence (``message``) back."""
+
+    kind: str  # "check" | "step" | "actor" | "hang" | "serializability"
+    subject: str | None  # the check, step or actor it is about
+    message: str  # one sentence for people
+    expected: str | None = None
+    actual: str | None = None
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def show(value: Any) -> str:
+    """A value as reports print it: numbers and booleans plain, text quoted, whatever the driver."""
+    if value is None or isinstance(value, (bool, int, float, Decimal)):
+        return repr(value) if not isinstance(value, Decimal) else str(value)
+    text = value.decode("utf-8", "replace") if isinstance(value, (bytes, bytearray)) else str(value)
+    try:
+        Decimal(text)
+        return text
+    except InvalidOperation:
+        return repr(text)
+
+
+def value_matches(expected: Any, actual: Any) -> bool:
+    """Whether a query's value is the expected one, the same way for the server's text (listed
+    interleavings) and a driver's Python values (explored runs): ``true`` is t, 1 or True on either
+    backend; numbers compare as numbers (2 == '2' == Decimal('2.0'))."""
+    if expected is None or actual is None:
+        return expected is None and actual is None
+    got = actual.decode("utf-8", "replace") if isinstance(actual, (bytes, bytearray)) else actual
+    if isinstance(expected, bool):
+        return str(got).lower() in (("t", "1", "true") if expected else ("f", "0", "false"))
+    if isinstance(expected, (int, float, Decimal)) and not isinstance(got, bool):
+        try:
+            return Decimal(str(expected)) == Decimal(str(got))
+        except InvalidOperation:
+            return False
+    return str(got) == str(expected)
+
+
+def rows_match(kind: str, expected: Any, rows: list[Any]) -> tuple[bool, str]:
+    """The one check evaluator: (holds, what was found) for ``empty`` / ``nonempty`` / ``equals``."""
+    if kind == "empty":
+        return (not rows, "no rows" if not rows else f"{len(rows)} row(s), first {tuple(rows[0])}")
+    if kind == "nonempty":
         return (bool(rows), f"{len(rows)} row(s)")
-    actual = rows[0][0] if rows and rows[0] else None
-    expected = None if check.expected is None else str(check.expected)
-    if isinstance(check.expected, bool):
-        expected = "t" if check.expected else "f"
-        ok = actual in (expected, "1" if check.expected else "0", str(check.expected).lower())
-        return ok, f"{actual!r}"
-    return (actual == expected and len(rows) == 1, f"{actual!r}" if len(rows) <= 1 else f"{len(rows)} rows")
+    actual = rows[0][0] if rows and len(rows[0]) else None
+    if len(rows) > 1:
+        return False, f"{len(rows)} rows"
+    return value_matches(expected, actual), show(actual)
+
+
+def expected_text(kind: str, expected: Any) -> str:
+    return {"empty": "no rows", "nonempty": "some rows"}.get(kind, show(expected))
+
+
+def _matches(check: Check, rows: list[list[str | None]]) -> tuple[bool, str]:
+    return rows_match(check.kind, check.expected, rows)
 
 
 def evaluate_checks(scenario: Scenario, backend: str, trace: Trace, dialect: Dialect, conn: Any,
@@ -36,7 +87,7 @@ def evaluate_checks(scenario: Scenario, backend: str, trace: Trace, dialect: Dia
         if sql is None:
             continue
         result = dialect.run_sql(conn, sql)
-        expected = {"empty": "no rows", "nonempty": "some rows"}.get(check.kind, f"{check.expected!r}")
+        expected = expected_text(check.kind, check.expected)
         if result.error is not None:
             ok, actual = False, f"error {result.error.code}: {result.error.message}"
         else:
@@ -97,3 +148,40 @@ def verdict(scenario: Scenario, interleaving: Interleaving, backend: str, trace:
         if expectation.violates not in violated:
             problems.append(f"expected check {expectation.violates} to be violated, but it holds")
     return Verdict(not problems, expected, violated, problems)
+
+
+def check_violations(scenario: Scenario, backend: str, trace: Trace, dialect: Dialect, conn: Any) -> list[Violation]:
+    """Evaluate the scenario's SQL checks into the trace (``check`` events) and return the failed ones
+    as records: the evaluator listed interleavings use, for explored runs (``conn`` returns text)."""
+    before = len(trace.events)
+    evaluate_checks(scenario, backend, trace, dialect, conn)
+    return [Violation("check", e.step, f"check {e.step} violated: expected {e.detail['expected']}, got "
+                      f"{e.detail['actual']}", str(e.detail["expected"]), str(e.detail["actual"]))
+            for e in trace.events[before:] if e.kind == "check" and not e.detail.get("ok")]
+
+
+def step_violations(scenario: Scenario, backend: str, trace: Trace, allowed: tuple[str, ...] = ()) -> list[Violation]:
+    """Explored scenario sessions: a step that fails is a violation, as an actor's exception is, unless
+    its ``expect: {error: …}`` (or an allowed error) names the code.  Whether a step fails or blocks
+    depends on the schedule, so when explored an error expectation admits the error without
+    demanding it, and ``blocks`` is judged in listed interleavings only."""
+    out: list[Violation] = []
+    names = set(scenario.step_names)
+    # a fault's own effect is not a finding: an injected error, a killed or cut victim's lost connection
+    victims = {e.detail.get("victim") or e.session for e in trace.events if e.kind == "fault"}
+    for e in trace.completions():
+        if e.step not in names or e.result is None or e.detail.get("fault"):
+            continue
+        if e.session in victims and e.result.error is not None and e.result.error.code in (None, "connection"):
+            continue
+        exp = scenario.step(e.step).expect_for(backend)
+        err = e.result.error
+        got = f"{err.code}: {err.message}" if err else "success"
+        if err is not None and exp is not None and exp.error and (exp.error == "any" or err.matches(exp.error)):
+            continue
+        if err is not None and (exp is None or not exp.error) and any(err.matches(c) for c in allowed):
+            continue
+        if err is not None:
+            wanted = f"error {exp.error}" if exp is not None and exp.error else "success"
+            out.append(Violation("step", e.step, f"step {e.step} failed with {got}", wanted, got))
+    return out

@@ -76,6 +76,7 @@ class ActionContext:
     args: Mapping[str, Any]
     _worker: "_Worker"
     faults: FaultPort | None = None
+    lock_observer: Any = None  # where a lock step reports client-side waits (None: the engine's worker)
 
     def waiting(self, lock: str, holder: str | None = None, detail: str = "") -> None:
         """Declare that this session now waits on something invisible to the database."""

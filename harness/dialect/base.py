@@ -206,6 +206,10 @@ class Dialect(ABC):
         """Make the server leave wait-for cycles in ``dbname`` to the harness; None, or why it can't."""
         return None
 
+    def deadlock_info(self, cancelled: ErrorInfo) -> ErrorInfo:
+        """:meth:`deadlock_error` for a scenario step's result (the server's text, no exception)."""
+        return cancelled
+
     def deadlock_error(self, exc: BaseException) -> BaseException:
         """The driver's own deadlock error, raised to the victim of a cycle the harness broke by
         cancelling its statement (``exc`` is the cancellation error, of the victim's driver)."""

@@ -29,6 +29,9 @@ WHERE h.holder = ANY(%(pids)s::int[]) OR h.holder = 0
 """
 
 
+_DEADLOCK_MESSAGE = "deadlock detected"
+
+
 def _text(value: bytes | None) -> str | None:
     return None if value is None else value.decode("utf-8", "replace")
 
@@ -199,8 +202,12 @@ class PostgresDialect(Dialect):
                     f"deadlock_timeout needs a superuser ({exc.diag.message_primary})")
         return None
 
+    def deadlock_info(self, cancelled: ErrorInfo) -> ErrorInfo:
+        return ErrorInfo("40P01", _DEADLOCK_MESSAGE, sqlstate="40P01", detail="cycle broken by race-harness: "
+                         "this session's wait closed it")
+
     def deadlock_error(self, exc: BaseException) -> BaseException:
-        message = "deadlock detected (cycle broken by race-harness: this session closed it)"
+        message = _DEADLOCK_MESSAGE + " (cycle broken by race-harness: this session's wait closed it)"
         if type(exc).__module__.startswith("psycopg2"):  # an app's psycopg2 connection
             import psycopg2.errors
 

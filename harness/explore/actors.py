@@ -75,10 +75,13 @@ class _Actor:
     edges: list[WaitEdge] = field(default_factory=list)  # its server waits, as last polled
     reported: list[WaitEdge] | None = None  # the waits last put in the trace (None: not blocked)
     blocked_move: int = -1  # the move after which its current wait was first confirmed
+    step: str | None = None  # the scenario step its call runs (scenario sessions), for the trace
+    sql: str | None = None  # the statement its call sends, when known
+    fired: str | None = None  # the fault that fired in its current call (its result is the fault's doing)
     victim: bool = False  # the harness cancelled its call to break a wait-for cycle
     lock_key: str | None = None
     lock_waits: WaitEdge | None = None
-    blocked_at: int = 0  # moves in the schedule when its harness-lock attempt last failed
+    blocked_at: int = 0  # progress moves (see Conductor._progress) when its lock attempt last failed
     quiet_retry: bool = False  # retrying a harness lock while nobody else could move: no decision
     segments: int = 0
     result: ActorResult | None = None

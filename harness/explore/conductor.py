@@ -42,6 +42,9 @@ class Conductor:
         self.labels: list[str] = []
         self.preemptions = 0
         self.offered: list[list[str]] = []  # who could move at each move
+        # moves that were not a lock waiter's retry: a waiter may retry only after one (two waiters'
+        # failing retries must not enable each other forever)
+        self._progress = 0
         # every state change an actor's thread makes bumps this; a server poll confirms the blocked set
         # only for the value it was taken at (see _settle)
         self._changes = 0
@@ -84,7 +87,7 @@ class Conductor:
                     runnable = [a.name for a in self.actors.values() if a.state == READY]
                     lock_waiters = [a.name for a in self.actors.values() if a.state == BLOCKED_LOCK]
                     # a harness-lock waiter may retry once another actor has moved since it failed
-                    runnable += [n for n in lock_waiters if len(self.schedule) > self.actors[n].blocked_at]
+                    runnable += [n for n in lock_waiters if self._progress > self.actors[n].blocked_at]
                 if not runnable:
                     if self.on_stuck is not None and self.on_stuck(bool(lock_waiters)):  # a partition healed
                         self._confirmed = -1
@@ -148,6 +151,8 @@ class Conductor:
             self.labels.append(actor.label)
             if actor.state == BLOCKED_LOCK:
                 actor.lock_key = None
+            else:
+                self._progress += 1
             actor.state = RUNNING
             self._mover = name
             self._emit(Event(self._clock(), "launch", name, f"{name}{actor.segments}", actor.label))
@@ -393,9 +398,13 @@ class Conductor:
             info = ActorResult(actor.name, error=error).error_info if error is not None and not isinstance(
                 error, ScheduleAborted) else None
             result = StepResult(error=info)
-        detail = {"after_wait": True} if after_wait else {}
-        self._emit(Event(self._clock(), kind, actor.name, f"{actor.name}{actor.segments}",
-                         label, result=result, waits=list(waits or []), detail=detail))
+        detail: dict[str, Any] = {"after_wait": True} if after_wait else {}
+        if kind == "complete" and actor.fired:
+            detail["fault"] = actor.fired
+        in_call = kind in ("blocked", "complete") and actor.step is not None
+        self._emit(Event(self._clock(), kind, actor.name, actor.step if in_call else f"{actor.name}{actor.segments}",
+                         actor.sql if in_call and actor.sql else label, result=result, waits=list(waits or []),
+                         detail=detail))
 
 
     def _changed(self) -> None:

@@ -40,6 +40,7 @@ from ..errors import HarnessError
 from ..provision import Database
 from ..provision.base import AttachedLifecycle
 from ..results import Outcome
+from ..check import Violation, expected_text, rows_match
 from ..trace import Event, StepResult, Trace
 from .history import Op, classify, durability_violations
 from .instrument import InstrumentedConnection, instrument, instrument_engine
@@ -99,15 +100,25 @@ class ScheduleOutcome:
     schedule: list[str]
     labels: list[str]
     results: dict[str, ActorResult]
-    violations: list[str]  # human sentences; empty when every check held
+    records: list[Violation]  # what went wrong, as records; empty when everything held
     trace: Trace
     preemptions: int = 0
     duration: float = 0.0
     options: list[list[str]] = field(default_factory=list)  # who could move at each move
 
     @property
+    def violations(self) -> list[str]:
+        """The records as sentences (for messages)."""
+        return [v.message for v in self.records]
+
+    @property
+    def violated(self) -> list[str]:
+        """The checks that failed, by name."""
+        return sorted({v.subject for v in self.records if v.kind == "check" and v.subject})
+
+    @property
     def passed(self) -> bool:
-        return not self.violations
+        return not self.records
 
     @property
     def schedule_text(self) -> str:
@@ -161,7 +172,7 @@ class ExploreResult:
         trace = self.failure.trace if self.failure else None
         return Outcome(scenario, path, backend, "exploration", self.failure.schedule if self.failure else [],
                        passed, "violates" if expect_violation else "holds",
-                       violated=self.failure.violations if self.failure else [], problems=problems,
+                       violated=self.failure.violated if self.failure else [], problems=problems,
                        duration=self.elapsed, trace=trace, kind="exploration",
                        schedules_run=self.schedules_run, seed=self.seed)
 
@@ -247,10 +258,16 @@ class Race:
         self._clock_in_setup = False  # a skew_clock fault installs the PostgreSQL clock schema in setup
         self._outlasting: set[str] = set()  # actors whose partitions outlast Redis leases
         self._redis_keys: set[str] = set()  # deleted after every schedule: state must not leak
+        self.redis_namespace = False  # scenario lock steps use harness:<database>:* keys: reset them all
         # PostgreSQL connections are kept between schedules (a connect forks a backend: ~3 ms, four
         # per schedule were a third of its time); a DISCARD-style reset gives each a clean session
         self._idle: dict[bool, list[Any]] = {True: [], False: []}
         self._lent: list[tuple[bool, Any]] = []
+        # scenario files: step results judged against their expectations, and checks evaluated on the
+        # server's text by the same evaluator as listed interleavings (harness.check)
+        self.step_checker: Callable[[Trace], list[Violation]] | None = None
+        self.trace_checker: Callable[[Trace, Any], list[Violation]] | None = None
+        self._text: Any = None  # a session returning the server's text, for scenario checks
         self._prepared = False  # the database is set up for the harness's deadlock handling
         self._seen: dict[tuple[int, ...], ScheduleOutcome] = {}  # decisions -> a run of them (diagnosis)
         self._facts: list[str] = []  # runs of the same decisions that differed
@@ -451,13 +468,13 @@ class Race:
 
     def _forget_connections(self) -> None:
         """After a crash: every kept connection is dead (lent ones are dropped when returned)."""
-        for raw in [*self._idle[True], *self._idle[False], self._monitor, self._fault_admin]:
+        for raw in [*self._idle[True], *self._idle[False], self._monitor, self._fault_admin, self._text]:
             try:
                 if raw is not None:
                     raw.close()
             except Exception:
                 pass
-        self._idle, self._monitor, self._fault_admin = {True: [], False: []}, None, None
+        self._idle, self._monitor, self._fault_admin, self._text = {True: [], False: []}, None, None, None
 
     def _arm(self, victim: str, kind: str, error: BaseException) -> None:
         if self._scheduler is not None:
@@ -477,30 +494,29 @@ class Race:
             label = name or f.__name__
             takes_results = len(inspect.signature(f).parameters) >= 2
 
-            def run(conn: Any, results: dict[str, ActorResult]) -> str | None:
+            def run(conn: Any, results: dict[str, ActorResult]) -> Violation | None:
                 try:
                     ok = f(conn, results) if takes_results else f(conn)
                 except AssertionError as exc:
-                    return f"check {label} failed: {exc}" if str(exc) else f"check {label} failed"
-                return None if ok is None or ok else f"check {label} failed"
+                    message = f"check {label} failed: {exc}" if str(exc) else f"check {label} failed"
+                    return Violation("check", label, message, "holds", str(exc) or "failed")
+                return None if ok is None or ok else Violation("check", label, f"check {label} failed", "holds",
+                                                               "failed")
             self._checks.append((label, run))
             return f
         return register(fn) if fn is not None else register
 
     def check_sql(self, name: str, sql: str, *, empty: bool | None = None, equals: Any = None) -> None:
         """An SQL invariant: the query returns no rows (``empty=True``) or one value (``equals=``)."""
-        def run(conn: Any, results: dict[str, ActorResult]) -> str | None:
-            rows = execute(conn, sql)
-            if equals is not None:
-                got = rows[0][0] if rows else None
-                if str(got) != str(equals) or len(rows) != 1:
-                    return f"check {name} violated: expected {equals!r}, got {got!r}"
+        kind = "equals" if equals is not None else ("nonempty" if empty is False else "empty")
+
+        def run(conn: Any, results: dict[str, ActorResult]) -> Violation | None:
+            holds, actual = rows_match(kind, equals, execute(conn, sql))
+            if holds:
                 return None
-            if (empty is None or empty) and rows:
-                return f"check {name} violated: expected no rows, got {len(rows)}, first {tuple(rows[0])}"
-            if empty is False and not rows:
-                return f"check {name} violated: expected rows, got none"
-            return None
+            expected = expected_text(kind, equals)
+            return Violation("check", name, f"check {name} violated: expected {expected}, got {actual}",
+                             expected, actual)
         self._checks.append((name, run))
 
     def check_durable(self, name: str, sql: str, *, op: str | None = None, rows_per_op: int = 1) -> None:
@@ -511,10 +527,13 @@ class Race:
         rows, a failed one none, one with an unknown outcome (connection lost while committing) all
         or none; rows no operation wrote are violations too.
         """
-        def run(conn: Any, results: dict[str, ActorResult]) -> str | None:
+        def run(conn: Any, results: dict[str, ActorResult]) -> Violation | None:
             ops = [o for r in results.values() for o in r.ops if op is None or o.name == op]
             problems = durability_violations(ops, execute(conn, sql), rows_per_op=rows_per_op)
-            return f"check {name} violated: " + "; ".join(problems) if problems else None
+            if not problems:
+                return None
+            return Violation("check", name, f"check {name} violated: " + "; ".join(problems), "durable",
+                             "; ".join(problems))
         self._checks.append((name, run))
 
     def serializable(self, observe_sql: str) -> None:
@@ -661,7 +680,8 @@ class Race:
             return locks.PgAdvisoryLock(connection, key, xact=xact, observer=observer)
         raise HarnessError(f"unknown lock kind {kind!r}; use redis, get_lock or advisory.")
 
-    def call(self, label: str, conn: Any, fn: Callable[[], Any], *, statement: bool = True) -> Any:
+    def call(self, label: str, conn: Any, fn: Callable[[], Any], *, statement: bool = True,
+             step: str | None = None, sql: str | None = None) -> Any:
         """Run ``fn`` (a call on the raw connection ``conn``) as a scheduling point whose waits in the
         server are watched; for actors that drive a connection themselves (scenario sessions).  At a
         ``statement`` a fault armed for the actor fires as on an instrumented connection; ``conn`` is
@@ -672,7 +692,12 @@ class Race:
         sid = self.dialect.session_id(conn)
         sched.register_session(sid)
 
-        return sched.db_call(label, sid, fn, conn=conn, commits=statement, faults=statement)
+        return sched.db_call(label, sid, fn, conn=conn, commits=statement, faults=statement, step=step, sql=sql)
+
+    def step_lock_observer(self) -> Any:
+        """The lock observer for a scenario step's lock action: its waits are the scheduler's facts
+        (a Redis wait is invisible to the database), its step was the decision already."""
+        return _SchedulerObserver(self, points=False)
 
     def track(self, handle: Any) -> Any:
         """Close this handle (connection, client) after the current schedule."""
@@ -711,6 +736,13 @@ class Race:
                 if problem:
                     warnings.warn(f"race {self.name!r} on {self.backend}: {problem}", stacklevel=3)
         return self._monitor
+
+    def text_session(self) -> Any:
+        """A connection that returns values as the server's text, as listed interleavings see them
+        (scenario checks are evaluated on it, by the same evaluator)."""
+        if self._text is None or getattr(self._text, "closed", False) or getattr(self._text, "open", True) is False:
+            self._text = self.dialect.open_session(self.database.info)
+        return self._text
 
     def _run_hooks(self, hooks: list[str | Callable[[Any], None]], conn: Any) -> None:
         for hook in hooks:
@@ -771,11 +803,17 @@ class Race:
         return redis.Redis(host=info.host, port=info.port, retry=Retry(NoBackoff(), 0), socket_timeout=30)
 
     def _reset_redis(self) -> None:
-        if not self._redis_keys:
+        """Delete what the schedule left in Redis: the keys race locks used and, when scenario steps
+        take Redis locks (keys ``harness:<database>:*``), the whole namespace."""
+        if not self._redis_keys and not self.redis_namespace:
             return
         client = self._redis_client()
         try:
-            client.delete(*self._redis_keys)
+            keys = set(self._redis_keys)
+            if self.redis_namespace:
+                keys.update(client.scan_iter(match=self.redis_key("*"), count=1000))
+            if keys:
+                client.delete(*keys)
         finally:
             client.close()
 
@@ -805,34 +843,43 @@ class Race:
                 return True
         return False
 
-    def _evaluate(self, run: ScheduleRun, conn: Any) -> list[str]:
-        violations = []
+    def _evaluate(self, run: ScheduleRun, conn: Any) -> list[Violation]:
+        violations: list[Violation] = []
         if run.hung:
             hang = next(e for e in run.trace.events if e.kind == "hang")
             graph = ", ".join(f"{w.waiter} waits for {w.holder or '?'} ({w.lock})" for w in hang.waits)
-            violations.append(f"hang: {hang.detail.get('reason')}; wait-for graph: {graph or 'none seen'}")
+            violations.append(Violation("hang", None, f"hang: {hang.detail.get('reason')}; wait-for graph: "
+                                        f"{graph or 'none seen'}"))
         for name, result in run.results.items():
             if result.error is not None and not run.hung and not self._allowed(result.error):
                 info = result.error_info
-                violations.append(f"actor {name} raised {info.message if info else result.error}")
+                what = info.message if info else str(result.error)
+                violations.append(Violation("actor", name, f"actor {name} raised {what}", "no error",
+                                            f"{info.code}: {what}" if info and info.code else what))
         if not run.hung:
+            violations += self.step_checker(run.trace) if self.step_checker is not None else []
             for label, check in self._checks:
                 try:
                     problem = check(conn, run.results)
                 except Exception as exc:  # e.g. a crash lost the table the check reads: a finding
-                    problem = f"check {label} could not run: {type(exc).__name__}: {exc}".strip()
+                    problem = Violation("check", label, f"check {label} could not run: {type(exc).__name__}: "
+                                        f"{exc}".strip(), "holds", f"{type(exc).__name__}: {exc}")
                 run.trace.events.append(Event(run.trace.events[-1].t if run.trace.events else 0.0, "check",
                                               None, label, None, result=StepResult(),
-                                              detail={"ok": problem is None, "expected": "holds",
-                                                      "actual": problem or "holds"}))
+                                              detail={"ok": problem is None,
+                                                      "expected": problem.expected if problem else "holds",
+                                                      "actual": problem.actual if problem else "holds"}))
                 if problem:
                     violations.append(problem)
+            if self.trace_checker is not None:
+                violations += self.trace_checker(run.trace, conn)
             if self._observe_sql is not None:
                 state = tuple(tuple(r) for r in execute(conn, self._observe_sql))
                 allowed = self._serial_states()
                 if state not in allowed:
-                    violations.append(f"not serializable: final state {state} is reached by no serial order "
-                                      f"(serial orders give {sorted(allowed)})")
+                    violations.append(Violation(
+                        "serializability", None, f"not serializable: final state {state} is reached by no serial "
+                        f"order (serial orders give {sorted(allowed)})", f"one of {sorted(allowed)}", str(state)))
         return violations
 
     def _serial_states(self) -> set[Any]:
@@ -1087,17 +1134,18 @@ class _Recording:
 
 
 class _SchedulerObserver:
-    """harness.locks.LockObserver backed by the race's scheduler: lock waits are scheduling facts."""
+    """harness.locks.LockObserver backed by the race's scheduler: lock waits are scheduling facts.
+    ``points=False`` for a lock taken inside a call that was already a decision (a YAML lock step)."""
 
-    def __init__(self, race: Race) -> None:
-        self.race = race
+    def __init__(self, race: Race, points: bool = True) -> None:
+        self.race, self.points = race, points
 
     def _sched(self) -> Scheduler | None:
         return self.race._scheduler
 
     def point(self, label: str) -> None:
         s = self._sched()
-        if s is not None:
+        if s is not None and self.points:
             s.point(label)
 
     def blocked(self, lock: str, key: str, holder: str | None) -> None:

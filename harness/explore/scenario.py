@@ -18,6 +18,9 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from dataclasses import replace
+
+from ..check import check_violations, step_violations
 from ..dialect import ConnInfo
 from ..engine import ActionContext
 from ..errors import HarnessError, ScenarioError
@@ -70,14 +73,16 @@ def _session_actor(race: Race, session: Session, backend: str, actions: dict[str
                 continue
             try:
                 if step.action is not None:
-                    action_ctx = ActionContext(session.name, conn, dialect, step.args, _NoWorker(), faults=faults)
+                    action_ctx = ActionContext(session.name, conn, dialect, step.args, _NoWorker(), faults=faults,
+                                               lock_observer=race.step_lock_observer())
                     race.call(f"{step.name}: {step.action}", conn, lambda: actions[step.action](action_ctx),
-                              statement=False)
+                              statement=False, step=step.name)
                 else:
                     sql = step.sql.for_backend(backend) if step.sql else None
                     if sql is None:
                         raise HarnessError(f"step {step.name!r} has no SQL for {backend}")
-                    race.call(f"{step.name}: {sql}", conn, lambda: dialect.run_sql(conn, sql))
+                    race.call(f"{step.name}: {sql}", conn, lambda: dialect.run_sql(conn, sql), step=step.name,
+                              sql=sql)
             except Exception as exc:  # a fault of this session fired (the scheduler traced the call's error)
                 if isinstance(exc, ConnectionError) or _closed(conn):
                     lost = step.name  # killed, or closed after a lost acknowledgement
@@ -145,14 +150,14 @@ def race_for_scenario(scenario: Scenario, backend: str, database: Database,
             race.teardown(sql)
     for check in scenario.checks:
         sql = check.sql.for_backend(backend)
-        if sql is None:
-            continue
-        if check.kind == "equals":
-            race.check_sql(check.name, sql, equals=check.expected)
-        elif check.kind == "durable":
+        if sql is not None and check.kind == "durable":
             race.check_durable(check.name, sql, rows_per_op=int(check.expected))
-        else:
-            race.check_sql(check.name, sql, empty=check.kind == "empty")
+    # the other checks: the evaluator listed interleavings use, on the server's text
+    plain = replace(scenario, checks=tuple(c for c in scenario.checks if c.kind != "durable"))
+    race.trace_checker = lambda trace, conn: check_violations(plain, backend, trace, race.dialect,
+                                                              race.text_session())
+    if scenario.sessions:
+        race.step_checker = lambda trace: step_violations(scenario, backend, trace)
     if scenario.actors:
         for spec in scenario.actors:
             fn = _resolve(scenario, spec)
@@ -164,6 +169,8 @@ def race_for_scenario(scenario: Scenario, backend: str, database: Database,
 
         actions = build_actions(backend, redis)
         faults = _RaceFaults(race)
+        race.redis_namespace = redis is not None and any(
+            step.action in ("lock", "expire_lease") for session in scenario.sessions for step in session.steps)
         for session in scenario.sessions:
             race.actor(session.name, _session_actor(race, session, backend, actions, faults))
     return race
@@ -225,7 +232,7 @@ def _explore(scenario: Scenario, backend: str, server: Server, redis: Callable[[
 
 def _outcome(scenario: Scenario, backend: str, found: ScheduleOutcome | None, runs: int, wanted: str | None,
              elapsed: float, seed: int | None) -> Outcome:
-    violated = [] if found is None else sorted({v.split()[1] for v in found.violations if v.startswith("check ")})
+    violated = [] if found is None else found.violated
     problems: list[str] = []
     if wanted is None and found is not None:
         problems = list(found.violations)

@@ -90,6 +90,7 @@ class Scheduler(Conductor):
             for i, (kind, payload, name) in enumerate(pending):
                 if kind in ("error", "before") or (kind == "lost_ack" and commits):
                     del pending[i]
+                    actor.fired = name
                     self._emit(Event(self._clock(), "fault", actor.name, sql=label,
                                      detail={"fault": name, "fired": True}))
                     return kind, payload
@@ -122,13 +123,14 @@ class Scheduler(Conductor):
             return [sid for sid, name in self._sids.items() if name == actor]
 
     def call(self, label: str, sid: int | None, fn: Callable[[], Any], *, point: bool = True,
-             commits: bool = False) -> Any:
+             commits: bool = False, step: str | None = None, sql: str | None = None) -> Any:
         """A scheduling point followed by a database call that may block in the server.
 
         ``point=False``: no decision before the call (a lock's own helper statements), but a wait in
         the server is still seen and the call still pauses before its actor goes on after one.
         ``commits``: the call may commit (COMMIT, or any autocommit statement): if the connection is
-        lost during it, its outcome is unknown and the error is tagged so (see :mod:`.history`)."""
+        lost during it, its outcome is unknown and the error is tagged so (see :mod:`.history`).
+        ``step``/``sql``: the scenario step and statement the call runs, as the trace names them."""
         if point:
             self.point(label)
         actor = self.current()
@@ -136,10 +138,13 @@ class Scheduler(Conductor):
             return fn()
         with self.cond:
             actor.sid, actor.op_seq, actor.blocked_in_call, actor.victim = sid, actor.op_seq + 1, False, False
+            actor.step, actor.sql, actor.fired = step, sql, None
         error: BaseException | None = None
         value: Any = None
         try:
             value = fn()
+            if actor.victim and isinstance(value, StepResult) and value.error is not None and self.dialect:
+                value.error = self.dialect.deadlock_info(value.error)  # a scenario step's result
             return value
         except BaseException as exc:
             error = exc
@@ -158,13 +163,15 @@ class Scheduler(Conductor):
                 actor.sid, actor.blocked_in_call, actor.edges, actor.reported = None, False, [], None
                 self._event("complete", actor, label, error=error, after_wait=was_blocked,
                             result=value if isinstance(value, StepResult) else None)
+                actor.step = actor.sql = None
                 actor.state, actor.label = (READY, f"resume after {label}") if was_blocked else (RUNNING, label)
                 self._changed()
             if was_blocked and not self.aborted:
                 self._wait_grant(actor)
 
     def db_call(self, label: str, sid: int | None, fn: Callable[[], Any], *, conn: Any, point: bool = True,
-                commits: bool = False, faults: bool = True) -> Any:
+                commits: bool = False, faults: bool = True, step: str | None = None,
+                sql: str | None = None) -> Any:
         """:meth:`call` for a database statement on ``conn``, where a fault armed for the actor fires
         (after the grant): an injected error instead of the call, a "before" function first, or a
         lost acknowledgement after a call that commits -- the connection is closed and the driver's
@@ -183,7 +190,7 @@ class Scheduler(Conductor):
                     raise fault[1]
             return value
 
-        return self.call(label, sid, with_faults, point=point, commits=commits)
+        return self.call(label, sid, with_faults, point=point, commits=commits, step=step, sql=sql)
 
     def lock_blocked(self, lock: str, key: str, holder: str | None) -> None:
         """The current actor failed to take a lock the database cannot see (e.g. Redis) and will wait."""
@@ -191,7 +198,7 @@ class Scheduler(Conductor):
         if actor is None:
             return
         with self.cond:
-            actor.lock_key, actor.blocked_at = key, len(self.schedule)
+            actor.lock_key, actor.blocked_at = key, self._progress
             actor.lock_waits = WaitEdge(actor.name, self._holder_name(holder), lock, key)
             actor.state, actor.label = BLOCKED_LOCK, f"retry {lock} {key}"
             if not actor.quiet_retry:  # how often a quiet retry fails depends on real time: not traced
