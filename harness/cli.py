@@ -13,6 +13,7 @@ from typing import Sequence
 from . import __version__
 from .config import Settings, load_settings
 from .errors import HarnessError, ScenarioError
+from .signals import EXIT_SIGTERM, Terminated, handle_sigterm
 
 
 def _add_server_options(p: argparse.ArgumentParser) -> None:
@@ -220,11 +221,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return isolationtester_main(argv[1:], sys.stdin, sys.stdout, sys.stderr)
     parser = build_parser()
     args = parser.parse_args(argv)
+    handle_sigterm()  # SIGTERM unwinds like Ctrl-C: servers stopped, temp dirs removed, exit 143
     try:
         return int(args.func(args))
     except HarnessError as exc:
         print(f"harness: error: {exc}", file=sys.stderr)
         return 2
+    except Terminated:
+        print("harness: terminated (SIGTERM); servers stopped", file=sys.stderr)
+        return EXIT_SIGTERM
     except KeyboardInterrupt:
         print("harness: interrupted", file=sys.stderr)
         return 130
