@@ -1,10 +1,17 @@
-"""Existing servers given by URL: the harness creates uniquely named databases and drops only those."""
+"""Existing servers given by URL: the harness creates uniquely named databases and drops only those.
+
+Databases of runs that died (SIGKILL) are named after their owner (:mod:`.owner`) and dropped by the
+next attach from the same host, or by ``harness clean``.
+"""
 
 from __future__ import annotations
+
+import sys
 
 from ..dialect import ConnInfo
 from ..errors import ProvisionError
 from .base import AttachedLifecycle, Server
+from .owner import DB_PREFIX, stale
 
 _SCHEMES = {"postgres": ("postgresql", 5432), "mysql": ("mysql", 3306), "redis": ("redis", 6379)}
 _OPTION = {"postgres": "--pg-dsn / HARNESS_PG_DSN", "mysql": "--mysql-dsn / HARNESS_MYSQL_DSN",
@@ -46,9 +53,25 @@ def describe_server(service: str, info: ConnInfo, provisioner: str, lifecycle: A
     return server
 
 
-def attach_dsn(service: str, url: str) -> Server:
+def attach_dsn(service: str, url: str, *, sweep: bool = True) -> Server:
+    """A handle on an existing server; ``sweep``: first drop databases dead runs on this host left."""
     info = parse_dsn(service, url)
     lifecycle = AttachedLifecycle(f"existing server {info.redacted()}")
     server = describe_server(service, info, "dsn", lifecycle)
     lifecycle._on_stop = server.drop_created  # stopping means: drop what we created, nothing else
+    if sweep and service != "redis":
+        dropped = sweep_databases(server)
+        if dropped:
+            print(f"harness: dropped {len(dropped)} database(s) left on {info.redacted()} by harness runs that "
+                  f"died on this host: {', '.join(dropped)}", file=sys.stderr)
     return server
+
+
+def sweep_databases(server: Server, *, everything: bool = False) -> list[str]:
+    """Drop the ``harness_*`` databases whose owner (encoded in the name) ran on this host and is gone;
+    with ``everything``, every ``harness_*`` database whoever made it.  Nothing else is touched."""
+    names = server._with_admin(lambda admin: server.dialect.list_databases(admin, DB_PREFIX))
+    targets = sorted(n for n in names if n.startswith(DB_PREFIX)) if everything else stale(names)
+    for name in targets:
+        server._with_admin(lambda admin, name=name: server.dialect.drop_database(admin, name))
+    return targets
