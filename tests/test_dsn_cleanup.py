@@ -13,7 +13,10 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 from harness.dialect import execute
+from harness.errors import ProvisionError
 from harness.provision import Server
 from harness.provision.dsn import attach_dsn
 from harness.provision.owner import owner_of
@@ -125,3 +128,29 @@ def test_sigterm_in_dsn_mode_drops_the_runs_databases(server_factory, tmp_path: 
             proc.kill()
     assert proc.returncode == 143, err
     assert not set(made) & _names(owner)
+
+
+def test_mysql_dsn_without_lock_instrumentation_is_refused_with_what_to_enable(server_factory) -> None:
+    bare = server_factory("mysql", options={"performance_schema": "OFF", "innodb_status_output_locks": "OFF"})
+    with pytest.raises(ProvisionError) as info:
+        attach_dsn("mysql", _dsn(bare))
+    message = str(info.value)
+    assert "performance_schema is OFF" in message and "innodb_status_output_locks is OFF" in message
+    assert "SET GLOBAL innodb_status_output_locks=ON" in message and "\n" not in message
+    doctor = run_harness("doctor", "--quick", "--backend", "mysql", "--mysql-dsn", _dsn(bare))
+    assert doctor.returncode == 1 and "performance_schema is OFF" in doctor.stdout, doctor.stdout
+    with bare.admin() as admin:  # one fixed, one left: the message names only what is missing
+        execute(admin, "SET GLOBAL innodb_status_output_locks = ON")
+    with pytest.raises(ProvisionError, match="performance_schema is OFF") as info:
+        attach_dsn("mysql", _dsn(bare))
+    assert "innodb_status_output_locks" not in str(info.value)
+
+
+def test_mysql_dsn_with_the_mdl_instrument_off_says_how_to_turn_it_on(server_factory) -> None:
+    server = server_factory("mysql", options={"performance_schema_instrument": "wait/lock/metadata/sql/mdl=OFF"})
+    with pytest.raises(ProvisionError, match="instrument wait/lock/metadata/sql/mdl is disabled"):
+        attach_dsn("mysql", _dsn(server))
+    with server.admin() as admin:
+        execute(admin, "UPDATE performance_schema.setup_instruments SET ENABLED = 'YES', TIMED = 'YES' "
+                       "WHERE NAME = 'wait/lock/metadata/sql/mdl'")
+    attach_dsn("mysql", _dsn(server)).stop()  # now accepted
