@@ -13,6 +13,7 @@ from typing import Sequence
 from . import __version__
 from .config import Settings, load_settings
 from .errors import HarnessError, ScenarioError
+from .signals import EXIT_SIGTERM, Terminated, handle_sigterm
 
 
 def _add_server_options(p: argparse.ArgumentParser) -> None:
@@ -46,6 +47,32 @@ def cmd_setup(args: argparse.Namespace) -> int:
     text, ok = format_report(diagnose(settings, measure=True), settings)
     print(text)
     return 0 if ok else 1
+
+
+def cmd_clean(args: argparse.Namespace) -> int:
+    """Drop harness_* databases that dead runs left on DSN servers (all of them with --all)."""
+    from .provision.dsn import attach_dsn, sweep_databases
+    from .provision.owner import owner_of
+
+    settings = settings_from(args)
+    urls = {s: settings.dsn[s] for s in ("postgres", "mysql") if s in settings.dsn}
+    if not urls:
+        raise HarnessError("harness clean needs a server: pass --pg-dsn and/or --mysql-dsn (or set HARNESS_PG_DSN / "
+                           "HARNESS_MYSQL_DSN); local servers need no cleaning (their temp dirs are swept).")
+    for service, url in urls.items():
+        server = attach_dsn(service, url, sweep=False)
+        try:
+            dropped = sweep_databases(server, everything=args.all)
+            for name in dropped:
+                owner = owner_of(name)
+                who = f"pid {owner.pid}, host {owner.host}" if owner else "no owner recorded"
+                print(f"{service}: dropped {name} ({who})")
+            left = server._with_admin(lambda admin: server.dialect.list_databases(admin, "harness_"))
+            print(f"{service}: dropped {len(dropped)}; {len(left)} harness database(s) left"
+                  + (" (live runs, other hosts or older names; --all drops them too)" if left else ""))
+        finally:
+            server.stop()
+    return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -179,6 +206,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("setup", help="install missing server packages (apt, as root) and warm the cache")
     _add_server_options(p)
     p.set_defaults(func=cmd_setup)
+    p = sub.add_parser("clean", help="drop harness_* databases that dead runs left on --pg-dsn/--mysql-dsn servers")
+    p.add_argument("--all", action="store_true", help="drop every harness_* database, whoever made it (even live runs')")
+    _add_server_options(p)
+    p.set_defaults(func=cmd_clean)
     p = sub.add_parser("run", help="run scenario files (.yaml) and isolation specs (.spec)")
     p.add_argument("files", nargs="+", help="scenario files or folders")
     p.add_argument("--interleaving", help='run only this interleaving, e.g. "a1 b1 a2 b2"')
@@ -220,11 +251,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return isolationtester_main(argv[1:], sys.stdin, sys.stdout, sys.stderr)
     parser = build_parser()
     args = parser.parse_args(argv)
+    handle_sigterm()  # SIGTERM unwinds like Ctrl-C: servers stopped, temp dirs removed, exit 143
     try:
         return int(args.func(args))
     except HarnessError as exc:
         print(f"harness: error: {exc}", file=sys.stderr)
         return 2
+    except Terminated:
+        print("harness: terminated (SIGTERM); servers stopped", file=sys.stderr)
+        return EXIT_SIGTERM
     except KeyboardInterrupt:
         print("harness: interrupted", file=sys.stderr)
         return 130

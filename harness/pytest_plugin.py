@@ -16,6 +16,8 @@ from __future__ import annotations
 import dataclasses
 
 import json
+import os
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -27,9 +29,11 @@ from .errors import HarnessError
 from .pool import ServerPool
 from .provision import Database, Server
 from .provision.local import start_local
+from .signals import EXIT_SIGTERM, die_with_parent, handle_sigterm, terminated
 
 POOL_KEY = pytest.StashKey[ServerPool]()
 WORKERINPUT_KEY = "harness_servers"
+CONTROLLER_PID_KEY = "harness_controller_pid"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -69,13 +73,25 @@ def pytest_configure(config: pytest.Config) -> None:
     except HarnessError as exc:
         raise pytest.UsageError(str(exc)) from None
     workerinput = getattr(config, "workerinput", None)
+    handle_sigterm()  # SIGTERM unwinds like Ctrl-C: pytest_unconfigure stops the servers
     attached = json.loads(workerinput[WORKERINPUT_KEY]) if workerinput and WORKERINPUT_KEY in workerinput else {}
-    config.stash[POOL_KEY] = ServerPool(settings, attached)
+    pool = config.stash[POOL_KEY] = ServerPool(settings, attached)
+    if workerinput and CONTROLLER_PID_KEY in workerinput:  # a killed controller takes its workers along
+        die_with_parent(int(workerinput[CONTROLLER_PID_KEY]), lambda: _orphan_cleanup(pool))
     report_dir = config.getoption("harness_report")
     if report_dir and workerinput is None:
         config.pluginmanager.register(_ReportWriter(config, Path(report_dir)), "harness-report-writer")
     if workerinput is None and config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(_XdistController(config), "harness-xdist-controller")
+
+
+def _orphan_cleanup(pool: ServerPool) -> None:
+    """A worker whose controller died: drop its databases, stop the servers it started (the pool's
+    and private ones, whose finalizers run at exit), without waiting for pytest to unwind."""
+    import atexit
+
+    pool.close()
+    atexit._run_exitfuncs()
 
 
 class _XdistController:
@@ -91,6 +107,14 @@ class _XdistController:
             pool = self.config.stash[POOL_KEY]
             self.exported = json.dumps(pool.export([*pool.settings.backends, "redis"]))
         node.workerinput[WORKERINPUT_KEY] = self.exported
+        if threading.current_thread() is threading.main_thread():  # the thread that forked the worker
+            node.workerinput[CONTROLLER_PID_KEY] = os.getpid()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if terminated():  # cleanup ran as for Ctrl-C; report SIGTERM's conventional status
+        session.exitstatus = EXIT_SIGTERM
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

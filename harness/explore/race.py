@@ -28,7 +28,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, Phase, Verbosity, given, settings
 from hypothesis import strategies as st
 from hypothesis.database import DirectoryBasedExampleDatabase
 from hypothesis.errors import Flaky as HypothesisFlaky
@@ -1037,8 +1037,11 @@ class Race:
         stats: list[dict[str, Any]] = []
 
         def make_search(database: Any) -> Callable[[], None]:
-            @settings(deadline=None, database=database, print_blob=False, suppress_health_check=list(HealthCheck),
-                      phases=phases or [Phase.reuse, Phase.generate], report_multiple_bugs=False, **kwargs)
+            # quiet: the harness reports what it finds; Hypothesis's own lines (a "@seed(...)" hint on
+            # Ctrl-C, which reads like a test failure) would only mislead
+            @settings(deadline=None, database=database, print_blob=False, verbosity=Verbosity.quiet,
+                      suppress_health_check=list(HealthCheck), phases=phases or [Phase.reuse, Phase.generate],
+                      report_multiple_bugs=False, **kwargs)
             @given(st.data())
             def search(data: Any) -> None:
                 outcome = one(HypothesisChooser(data))

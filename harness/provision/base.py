@@ -7,16 +7,13 @@ the template, and the rule "drop only what we created" are shared here.
 
 from __future__ import annotations
 
-import secrets
 import threading
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ..dialect import ConnInfo, Dialect, dialect_for
 from ..errors import ProvisionError
-
-#: every database the harness creates starts with this; nothing else is ever dropped
-DB_PREFIX = "harness_"
+from .owner import DB_PREFIX, database_name
 
 
 class Lifecycle(Protocol):
@@ -135,17 +132,17 @@ class Server:
         if self._template_ready or self.template is not None or self.service == "redis":
             return
         self._template_ready = True
-        name = DB_PREFIX + "template_" + secrets.token_hex(4)
+        name = database_name("template")
         self.template = self._with_admin(lambda admin: self.dialect.template_database(admin, name))
         if self.template is not None:
             self.owns_template = True
             self._created.add(self.template)
 
     def create_database(self, name: str | None = None) -> Database:
-        """A new, empty database named ``harness_<random>`` unless a name is given."""
+        """A new, empty database named ``harness_<random>_<owner>`` (see :mod:`.owner`) unless a name is given."""
         if self.service == "redis":
             raise ProvisionError("Redis has no databases to create; isolate tests with key prefixes.")
-        name = name or DB_PREFIX + secrets.token_hex(6)
+        name = name or database_name()
         if not name.startswith(DB_PREFIX):
             raise ProvisionError(f"refusing to create database {name!r}: harness databases must start with {DB_PREFIX!r}.")
         self.prepare_template()

@@ -7,17 +7,20 @@ The format is documented in ``docs/scenario-format.md``.
 
 from __future__ import annotations
 
-import difflib
+import math
 import re
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import yaml
 
 from ..config import BACKENDS
 from ..errors import ScenarioError
+from . import safe_yaml
+from .yaml_nodes import NodeReader as _Reader
+from .yaml_nodes import closest as _closest
 from .model import (ANY_BACKEND, FAULT_ACTIONS, ActorSpec, Check, Expectation, ExploreSpec, FaultSpec, Interleaving,
-                    Scenario, Session, SqlText, Step, StepExpect, StepRef, Timeouts)
+                    Scenario, Session, Step, StepExpect, StepRef, Timeouts)
 
 SCENARIO_KEYS = ("name", "description", "backends", "setup", "teardown", "sessions", "checks",
                  "interleavings", "expect", "max_interleavings", "timeouts", "actors", "explore", "faults")
@@ -35,6 +38,11 @@ GLOBAL_FAULTS = ("crash_server", "redis_outage")
 TIMED_FAULTS = ("skew_clock", "delay")
 STRATEGIES = ("auto", "hypothesis", "exhaustive", "pct", "random")
 STEP_EXPECT_KEYS = ("ok", "error", "blocks")
+#: upper bounds of the numbers a scenario gives (finite, and far above any useful value)
+MAX_SCHEDULES = 1_000_000
+MAX_INTERLEAVINGS = 1_000_000
+MAX_STEP_TIMEOUT = 86_400.0
+MAX_FAULT_MS = 86_400_000
 ISOLATION_LEVELS = ("read uncommitted", "read committed", "repeatable read", "serializable")
 #: harness actions a YAML step may use (harness/actions.py implements them)
 KNOWN_ACTIONS = ("lock", "unlock", "clock", "expire_lease", "point") + tuple(FAULT_ACTIONS)
@@ -43,132 +51,12 @@ ERROR_CODE_SHAPES = (("postgres", re.compile(r"[0-9A-Z]{5}"), 'a SQLSTATE (five 
                      ("mysql", re.compile(r"[0-9]{1,5}"), "an error number (e.g. 1213)"))
 
 
-def _closest(word: str, options: Any) -> str:
-    match = difflib.get_close_matches(str(word), [str(o) for o in options], n=1, cutoff=0.5)
-    return f" Did you mean {match[0]!r}?" if match else ""
-
-
-class _Reader:
-    """Walks the YAML node tree with the file's name, turning every problem into a ScenarioError."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-
-    def fail(self, node: yaml.Node | None, message: str) -> ScenarioError:
-        line = node.start_mark.line + 1 if node is not None else None
-        return ScenarioError(message, path=self.path, line=line)
-
-    def mapping(self, node: yaml.Node, what: str, allowed: tuple[str, ...] | None = None
-                ) -> list[tuple[str, yaml.ScalarNode, yaml.Node]]:
-        if not isinstance(node, yaml.MappingNode):
-            raise self.fail(node, f"{what} must be a mapping (key: value lines), not {self._kind(node)}.")
-        out: list[tuple[str, yaml.ScalarNode, yaml.Node]] = []
-        seen: set[str] = set()
-        for key_node, value in node.value:
-            if not isinstance(key_node, yaml.ScalarNode):
-                raise self.fail(key_node, f"keys in {what} must be plain names.")
-            key = str(key_node.value)
-            if key in seen:
-                raise self.fail(key_node, f"key {key!r} appears twice in {what}.")
-            seen.add(key)
-            if allowed is not None and key not in allowed:
-                raise self.fail(key_node, f"unknown key {key!r} in {what}; expected one of: "
-                                          f"{', '.join(allowed)}.{_closest(key, allowed)}")
-            out.append((key, key_node, value))
-        return out
-
-    def scalar(self, node: yaml.Node, what: str) -> str:
-        if not isinstance(node, yaml.ScalarNode) or node.tag.endswith(":null"):
-            raise self.fail(node, f"{what} must be a single value, not {self._kind(node)}.")
-        return str(node.value)
-
-    def text(self, node: yaml.Node, what: str) -> str:
-        value = self.scalar(node, what)
-        if not value.strip():
-            raise self.fail(node, f"{what} is empty.")
-        return value
-
-    def number(self, node: yaml.Node, what: str, minimum: float = 0) -> float:
-        raw = self.scalar(node, what)
-        try:
-            value = float(raw)
-        except ValueError:
-            raise self.fail(node, f"{what} must be a number, not {raw!r}.") from None
-        if value < minimum:
-            raise self.fail(node, f"{what} must be at least {minimum:g}, not {raw}.")
-        return value
-
-    def sequence(self, node: yaml.Node, what: str) -> list[yaml.Node]:
-        if not isinstance(node, yaml.SequenceNode):
-            raise self.fail(node, f"{what} must be a list (lines starting with '- '), not {self._kind(node)}.")
-        return list(node.value)
-
-    def value(self, node: yaml.Node) -> Any:
-        """A plain Python value (for action args and check values)."""
-        return yaml.safe_load(yaml.serialize(node))
-
-    @staticmethod
-    def _kind(node: yaml.Node) -> str:
-        if isinstance(node, yaml.MappingNode):
-            return "a mapping"
-        if isinstance(node, yaml.SequenceNode):
-            return "a list"
-        if node.tag.endswith(":null"):
-            return "empty"
-        return f"the value {node.value!r}"
-
-    # -- shared shapes ---------------------------------------------------------------------------
-    def sql(self, node: yaml.Node, what: str) -> SqlText:
-        """``SQL``, ``{file: x.sql}``, or ``{postgres: SQL-or-file, mysql: SQL-or-file}``."""
-        line = node.start_mark.line + 1
-        if isinstance(node, yaml.MappingNode) and [str(k.value) for k, _ in node.value] == ["file"]:
-            return SqlText({ANY_BACKEND: self.file_text(node.value[0][1], what)}, line)
-        if isinstance(node, yaml.MappingNode):
-            by: dict[str, str] = {}
-            for key, key_node, value in self.mapping(node, what, BACKENDS):
-                if isinstance(value, yaml.MappingNode):
-                    (name, _, file_node), = self.mapping(value, f"{what} for {key}", ("file",)) or [("", None, value)]
-                    by[key] = self.file_text(file_node, f"{what} for {key}")
-                else:
-                    by[key] = self.text(value, f"{what} for {key}")
-            if not by:
-                raise self.fail(node, f"{what} has no SQL.")
-            return SqlText(by, line)
-        return SqlText({ANY_BACKEND: self.text(node, what)}, line)
-
-    def file_text(self, node: yaml.Node, what: str) -> str:
-        """The contents of an SQL file named relative to the scenario file."""
-        name = self.text(node, f"{what} file").strip()
-        target = Path(self.path).parent / name
-        try:
-            return target.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise self.fail(node, f"{what}: cannot read SQL file {str(target)!r} ({exc.strerror}).") from None
-        except UnicodeDecodeError:
-            raise self.fail(node, f"{what}: SQL file {str(target)!r} is not UTF-8 text.") from None
-
-    def sql_blocks(self, node: yaml.Node, what: str) -> tuple[SqlText, ...]:
-        """One SQL text, a per-backend mapping, or a list of either (run as separate blocks)."""
-        if isinstance(node, yaml.SequenceNode):
-            return tuple(self.sql(item, f"{what} item") for item in node.value)
-        return (self.sql(node, what),)
-
-    def per_backend(self, node: yaml.Node, what: str, parse: Callable[[yaml.Node, str], Any],
-                    inner_keys: tuple[str, ...] = ()) -> dict[str, Any]:
-        """A value for all backends, or ``{postgres: value, mysql: value}``."""
-        if isinstance(node, yaml.MappingNode):
-            keys = [str(k.value) for k, _ in node.value]
-            if keys and all(k in BACKENDS for k in keys):
-                return {k: parse(v, f"{what} for {k}") for k, _, v in self.mapping(node, what, BACKENDS)}
-            if inner_keys and not any(k in inner_keys for k in keys) and any(k in BACKENDS for k in keys):
-                self.mapping(node, what, BACKENDS)  # raises on the non-backend key, with a suggestion
-        return {ANY_BACKEND: parse(node, what)}
-
-
 def _expectation(r: _Reader, node: yaml.Node, what: str) -> Expectation:
     line = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
         items = r.mapping(node, what, ("violates",))
+        if not items:
+            raise r.fail(node, f"{what} is an empty mapping; write 'holds' or 'violates: <check name>'.")
         return Expectation(violates=r.text(items[0][2], f"{what} violates"), line=line)
     raw = r.scalar(node, what).strip()
     if raw == "holds":
@@ -370,16 +258,7 @@ def _interleaving(r: _Reader, node: yaml.Node, index: int, step_names: dict[str,
 def load_yaml(text: str, path: str) -> Scenario:
     """Parse and validate one scenario; raises ScenarioError naming path:line on any problem."""
     r = _Reader(path)
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        raise ScenarioError(f"not valid YAML: {exc.problem or exc.context}.", path=path,
-                            line=mark.line + 1 if mark else None) from None
-    except yaml.YAMLError as exc:
-        raise ScenarioError(f"not valid YAML: {exc}.", path=path) from None
-    except (ValueError, RecursionError) as exc:  # e.g. control characters PyYAML rejects late
-        raise ScenarioError(f"not valid YAML: {exc}.", path=path) from None
+    root = safe_yaml.compose(text, path)  # plain values only, aliases bounded
     if root is None:
         raise ScenarioError("the file is empty; a scenario needs at least `sessions:`.", path=path, line=1)
     items = {k: (kn, v) for k, kn, v in r.mapping(root, "the scenario", SCENARIO_KEYS)}
@@ -458,6 +337,9 @@ def load_yaml(text: str, path: str) -> Scenario:
                     isinstance(ms, bool) or not isinstance(ms, (int, float)))):
                 raise r.fail(node, f"fault {name!r}: `ms:` (a number of milliseconds) goes with "
                                    f"{' and '.join(TIMED_FAULTS)} only, and they need it.")
+            if ms is not None and not (math.isfinite(ms) and abs(ms) <= MAX_FAULT_MS):
+                raise r.fail(f["ms"], f"fault {name!r}: `ms:` must be a finite number of milliseconds from "
+                                      f"-{MAX_FAULT_MS} to {MAX_FAULT_MS}, not {ms}.")
             faults.append(FaultSpec(name, kinds[0], victim, code, key_node.start_mark.line + 1, ms))
 
     explore = None
@@ -469,7 +351,7 @@ def load_yaml(text: str, path: str) -> Scenario:
             raise r.fail(e["strategy"], f"explore strategy must be one of {', '.join(STRATEGIES)}, not "
                                         f"{strategy!r}.{_closest(strategy, STRATEGIES)}")
         explore = ExploreSpec(
-            schedules=int(r.number(e["schedules"], "explore schedules", 1)) if "schedules" in e else 100,
+            schedules=r.count(e["schedules"], "explore schedules", MAX_SCHEDULES) if "schedules" in e else 100,
             strategy=strategy,
             expect=r.per_backend(e["expect"], "explore expect", lambda n, w: _expectation(r, n, w))
             if "expect" in e else {},
@@ -487,7 +369,7 @@ def load_yaml(text: str, path: str) -> Scenario:
     if "timeouts" in items:
         t = dict((k, v) for k, _, v in r.mapping(items["timeouts"][1], "timeouts", ("step",)))
         if "step" in t:
-            timeouts = Timeouts(step=r.number(t["step"], "timeouts step", minimum=0.1))
+            timeouts = Timeouts(step=r.number(t["step"], "timeouts step", 0.1, MAX_STEP_TIMEOUT))
 
     name = Path(path).stem
     if "name" in items:
@@ -498,7 +380,7 @@ def load_yaml(text: str, path: str) -> Scenario:
         teardown=r.sql_blocks(items["teardown"][1], "teardown") if "teardown" in items else (),
         interleavings=interleavings, checks=checks, expect=expect, backends=backends,
         description=r.scalar(items["description"][1], "description").strip() if "description" in items else "",
-        max_interleavings=int(r.number(items["max_interleavings"][1], "max_interleavings", 1))
+        max_interleavings=r.count(items["max_interleavings"][1], "max_interleavings", MAX_INTERLEAVINGS)
         if "max_interleavings" in items else 100,
         timeouts=timeouts, source="yaml", actors=actors, explore=explore, faults=tuple(faults),
     )
@@ -507,21 +389,14 @@ def load_yaml(text: str, path: str) -> Scenario:
 def load_file(path: str | Path) -> Scenario:
     """Load a ``.yaml``/``.yml`` scenario or a ``.spec`` isolation spec by its extension."""
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ScenarioError("no such file.", path=str(p)) from None
-    except UnicodeDecodeError as exc:
-        raise ScenarioError(f"not UTF-8 text ({exc.reason} at byte {exc.start}).", path=str(p)) from None
-    except OSError as exc:
-        raise ScenarioError(f"cannot be read: {exc.strerror}.", path=str(p)) from None
+    if p.suffix not in (".spec", ".yaml", ".yml"):
+        raise ScenarioError("unknown file type; scenarios are .yaml/.yml files, isolation specs .spec files.",
+                            path=str(p))
+    text = safe_yaml.read_text(str(p))  # a regular file, bounded in size, UTF-8
     if p.suffix == ".spec":
         from .spec_loader import load_spec
 
         return load_spec(text, str(p))
-    if p.suffix not in (".yaml", ".yml"):
-        raise ScenarioError("unknown file type; scenarios are .yaml/.yml files, isolation specs .spec files.",
-                            path=str(p))
     return load_yaml(text, str(p))
 
 
