@@ -33,7 +33,7 @@ from typing import Any, Callable, Mapping, Protocol
 from .dialect import ConnInfo, Dialect
 from .errors import HarnessError
 from .scenario.model import FAULT_ACTIONS, Blocker, Interleaving, Scenario, SqlText, Step, StepRef
-from .trace import ErrorInfo, Event, StepResult, Trace, WaitEdge
+from .trace import wait_cycle, ErrorInfo, Event, StepResult, Trace, WaitEdge
 
 
 class ScenarioRunError(HarnessError):
@@ -50,6 +50,10 @@ class EngineOptions:
     application_name: Callable[[str], str] | None = None
     print_setup_results: bool = True  # record rows returned by setup SQL (isolationtester prints them)
     reset_sessions: bool = True  # ROLLBACK leftovers after each interleaving (off for isolation specs)
+    # break wait-for cycles among the run's sessions as the explorer does (victim: the step whose wait
+    # closed the cycle), where the server leaves them to a timer; off for isolation specs, which pick
+    # their victims with deadlock_timeout settings of their own
+    break_deadlocks: bool = False
 
 
 class FaultPort(Protocol):
@@ -105,6 +109,7 @@ class _Pending:
     note: dict[str, Any] = field(default_factory=dict)  # extra detail for the complete event
     fault: dict[str, Any] | None = None  # a lost ack that fired in the worker, recorded at completion
     fault_at: float = 0.0
+    victim: bool = False  # cancelled by the engine to break a wait-for cycle: its error is a deadlock
 
 
 @dataclass
@@ -425,6 +430,8 @@ class Engine:
         while not p.done.is_set():
             if p.done.wait(delay):
                 break
+            if self.options.break_deadlocks and self.dialect.harness_breaks_deadlocks:
+                self._break_cycle(trace)
             if nonblock:
                 waits = self._waits([p])
                 if waits and not p.done.is_set():
@@ -456,6 +463,23 @@ class Engine:
             return True
         self._complete(p, trace)
         return False
+
+    def _break_cycle(self, trace: Trace) -> None:
+        """A wait-for cycle among the steps in flight: cancel the one launched last (its wait closed
+        the cycle), whose result becomes the server's deadlock error (see Dialect.deadlock_info)."""
+        active = [w.active for w in self.workers.values() if w.active is not None and not w.active.done.is_set()]
+        if len(active) < 2:
+            return
+        cycle = wait_cycle(self._waits(active))
+        if not cycle:
+            return
+        victim = max((p for p in active if p.worker.name in cycle), key=lambda p: p.t_launch)
+        if victim.victim:
+            return
+        victim.victim = True
+        trace.events.append(Event(self.clock(), "deadlock", victim.worker.name, victim.step.name, victim.sql or None,
+                                  detail={"cycle": cycle, "victim": victim.worker.name, "broken_by": "harness"}))
+        self._cancel(victim)
 
     def _stuck_on_idle_holder(self, p: _Pending, trace: Trace, asked: Step) -> bool:
         """The next step is asked of a session that waits for sessions with no step in flight: nothing
@@ -495,6 +519,8 @@ class Engine:
 
     def _complete(self, p: _Pending, trace: Trace) -> None:
         assert p.result is not None
+        if p.victim and p.result.error is not None:
+            p.result.error = self.dialect.deadlock_info(p.result.error)
         worker = p.worker
         if p.fault is not None:  # a lost ack: the closed session ends (rolls back) before anything goes on
             p.fault["session_ended"] = self.dialect.wait_session_gone(self.control, worker.sid,

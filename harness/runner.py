@@ -54,6 +54,14 @@ def run_scenario(scenario: Scenario, backend: str, server: Server, *,
         actions = build_actions(backend, redis)
     chosen = interleavings if interleavings is not None else interleavings_of(scenario)
     db = database or server.create_database()
+    if options is None and scenario.source == "yaml":  # cycles broken as when explored: one victim on both
+        options = EngineOptions(step_timeout=scenario.timeouts.step, break_deadlocks=True)
+        admin = db.connect(autocommit=True)
+        try:
+            server.dialect.prepare_race_database(admin, db.name, options.step_timeout)
+        finally:
+            admin.close()
+    # (isolation specs keep PostgreSQL's own detection: they choose victims by deadlock_timeout)
     outcomes: list[Outcome] = []
     server_name = f"{server.flavor} {server.version}"
     try:

@@ -163,3 +163,24 @@ class Trace:
         return cls(scenario=d["scenario"], backend=d["backend"], interleaving=list(d["interleaving"]),
                    events=[Event.from_json(e) for e in d.get("events", [])], server=d.get("server", ""),
                    sessions=list(d.get("sessions", [])), hung=d.get("hung", False))
+
+
+def wait_cycle(edges: list[WaitEdge]) -> list[str]:
+    """One cycle of the wait-for graph (session names in waiting order), or [] if there is none."""
+    graph: dict[str, set[str]] = {}
+    for e in edges:
+        graph.setdefault(e.waiter, set())
+        if e.holder:
+            graph[e.waiter].add(e.holder)
+    for start in sorted(graph):
+        path, node, seen = [start], start, {start}
+        while True:
+            nxt = sorted(h for h in graph.get(node, ()) if h in graph)
+            if not nxt:
+                break
+            node = nxt[0]
+            if node in seen:
+                return path[path.index(node):]
+            path.append(node)
+            seen.add(node)
+    return []

@@ -15,7 +15,7 @@ import time
 from typing import Any, Callable
 
 from ..dialect import Dialect
-from ..trace import Event, StepResult, Trace, WaitEdge
+from ..trace import Event, StepResult, Trace, WaitEdge, wait_cycle
 from .actors import (BLOCKED_DB, BLOCKED_LOCK, DONE, READY, RUNNING, ActorResult, Chooser, Divergence,
                      ScheduleAborted, ScheduleRun, SchedulerOptions, _Actor)
 
@@ -31,6 +31,9 @@ class Conductor:
         # actor -> faults waiting for its next call: (kind, payload, name in the trace)
         self._armed: dict[str, list[tuple[str, Any, str]]] = {}
         self.chooser, self.dialect, self.monitor = chooser, dialect, monitor
+        bind = getattr(chooser, "bind", None)
+        if bind is not None:  # choosers that follow steps read each actor's pending point
+            bind(lambda name: self.actors[name].label)
         self.options = options or SchedulerOptions()
         self.cond = threading.Condition()
         self.aborted = False
@@ -216,7 +219,7 @@ class Conductor:
                 if confirmed and not (self.dialect is not None and self.dialect.harness_breaks_deadlocks):
                     # the server breaks each cycle the moment it closes (InnoDB): one seen here is
                     # being broken right now -- ask again
-                    confirmed = not _find_cycle(self._wait_graph_of_blocked())
+                    confirmed = not wait_cycle(self._blocked_edges())
                 if confirmed:
                     self._confirm()
             delay = min(delay * 2, self.options.poll_max)
@@ -224,9 +227,8 @@ class Conductor:
                 self._hang(self._stuck_reason([a for a in self.actors.values() if a.state == RUNNING]))
                 return
 
-    def _wait_graph_of_blocked(self) -> dict[str, set[str]]:
-        return {a.name: {w.holder for w in a.edges if w.holder} for a in self.actors.values()
-                if a.state == BLOCKED_DB}
+    def _blocked_edges(self) -> list[WaitEdge]:
+        return [w for a in self.actors.values() if a.state == BLOCKED_DB for w in a.edges]
 
     def _confirm(self) -> None:
         """The blocked set is settled (under ``cond``): waits become part of the schedule."""
@@ -246,7 +248,7 @@ class Conductor:
         the victim sees the server's own deadlock error (see Dialect.deadlock_error)."""
         if self.dialect is None or self.monitor is None or not self.dialect.harness_breaks_deadlocks:
             return False
-        cycle = _find_cycle(self._wait_graph_of_blocked())
+        cycle = wait_cycle(self._blocked_edges())
         if not cycle:
             return False
         victim = max((self.actors[n] for n in cycle), key=lambda a: (a.blocked_move, self._order[a.name]))
@@ -417,17 +419,3 @@ def _edges_text(edges: list[WaitEdge]) -> str:
     return ", ".join(f"for {w.holder or 'an unknown session'} on {w.lock}" for w in edges) or "on a lock"
 
 
-def _find_cycle(graph: dict[str, set[str]]) -> list[str]:
-    """One cycle of the wait-for graph among ``graph``'s nodes (in waiting order), or []."""
-    for start in sorted(graph):
-        path, node, seen = [start], start, {start}
-        while True:
-            nxt = sorted(h for h in graph.get(node, ()) if h in graph)
-            if not nxt:
-                break
-            node = nxt[0]
-            if node in seen:
-                return path[path.index(node):]
-            path.append(node)
-            seen.add(node)
-    return []

@@ -28,6 +28,7 @@ from ..provision import Database, Server
 from ..results import Outcome
 from ..scenario.model import ActorSpec, FaultSpec, Scenario, Session
 from .race import Race, ScheduleOutcome
+from .strategies import StepChooser
 
 
 def _resolve(scenario: Scenario, spec: ActorSpec) -> Callable[..., Any]:
@@ -210,7 +211,7 @@ def _explore(scenario: Scenario, backend: str, server: Server, redis: Callable[[
             wanted = expectation.violates if expectation else None
             found_after, exhausted, stop = None, False, None
             if schedule is not None:
-                found: ScheduleOutcome | None = race.replay(schedule)
+                found: ScheduleOutcome | None = replay_scenario(race, scenario, schedule)
                 runs = 1
                 if found.passed:
                     found = None
@@ -228,6 +229,16 @@ def _explore(scenario: Scenario, backend: str, server: Server, redis: Callable[[
     finally:
         database.drop()
     return outcome
+
+
+def replay_scenario(race: Race, scenario: Scenario, schedule: str) -> ScheduleOutcome:
+    """Replay a schedule of actor moves (``a a b``) or, for scenario sessions, a listed order of
+    steps (``a1 b1 a2``), which the session actors follow step by step."""
+    moves = schedule.replace(",", " ").split()
+    steps = {step.name: session.name for session in scenario.sessions for step in session.steps}
+    if moves and all(m in steps for m in moves) and not any(m in race.actors for m in moves):
+        return race.run_schedule(StepChooser([(steps[m], m) for m in moves]))
+    return race.replay(moves)
 
 
 def _outcome(scenario: Scenario, backend: str, found: ScheduleOutcome | None, runs: int, wanted: str | None,

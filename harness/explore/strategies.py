@@ -41,6 +41,28 @@ class ReplayChooser:
 
 
 @dataclass
+class StepChooser:
+    """A listed interleaving of scenario steps, followed by session actors: each step is moved to
+    (its actor's start or resume moves first) and then run, so an explored run of a listed order
+    can be compared with the engine's.  A step whose session cannot move there diverges."""
+
+    steps: Sequence[tuple[str, str]]  # (session, step) in the listed order
+    labels: Any = None  # actor name -> its pending label, given by the scheduler (bind)
+    pos: int = 0
+
+    def bind(self, labels: Any) -> None:
+        self.labels = labels
+
+    def choose(self, runnable: Sequence[str], current: str | None, index: int) -> str:
+        if self.pos >= len(self.steps):
+            return runnable[0]
+        session, step = self.steps[self.pos]
+        if session in runnable and str(self.labels(session)).startswith(f"{step}: "):
+            self.pos += 1
+        return session  # its start/resume move, the step itself, or not runnable: a divergence
+
+
+@dataclass
 class IndexChooser:
     """Decisions as indexes into ``runnable`` (0 = go on); used to shrink and to test minimality."""
 
