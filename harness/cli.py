@@ -39,10 +39,11 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def cmd_setup(args: argparse.Namespace) -> int:
-    from .doctor import diagnose, format_report, install_missing
+    from .doctor import diagnose, format_report, install_missing, install_test_tools
 
     settings = settings_from(args)
     print(install_missing(settings))
+    print(install_test_tools(), flush=True)
     text, ok = format_report(diagnose(settings, measure=True), settings)
     print(text)
     return 0 if ok else 1
@@ -176,7 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="skip the cold/warm start measurements")
     _add_server_options(p)
     p.set_defaults(func=cmd_doctor)
-    p = sub.add_parser("setup", help="install missing server packages (apt, as root) and warm the cache")
+    p = sub.add_parser("setup", help="install missing server packages and the test extra's chromium "
+                                  "(apt, as root) and warm the cache")
     _add_server_options(p)
     p.set_defaults(func=cmd_setup)
     p = sub.add_parser("run", help="run scenario files (.yaml) and isolation specs (.spec)")
