@@ -31,17 +31,13 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any, Callable, Sequence
 
-from .errors import HarnessError
+from .errors import ClockError
 
 SCHEMA = "harness_clock"
 #: harness_clock.frozen_us holds this when the global clock is not frozen
 UNFROZEN = -9223372036854775808
 PG_SEARCH_PATH = '"$user", public, harness_clock, pg_catalog'
 _SCHEMA_VERSION = 1
-
-
-class ClockError(HarnessError):
-    """A clock operation this backend cannot do, or a bad instant."""
 
 
 # -- running SQL on any supported DB-API connection ------------------------------------------------

@@ -31,13 +31,9 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Protocol
 
 from .dialect import ConnInfo, Dialect
-from .errors import HarnessError
+from .errors import HarnessError, ScenarioRunError
 from .scenario.model import FAULT_ACTIONS, Blocker, Interleaving, Scenario, SqlText, Step, StepRef
 from .trace import ErrorInfo, Event, StepResult, Trace, WaitEdge
-
-
-class ScenarioRunError(HarnessError):
-    """Setup SQL failed, or a step references something that cannot run on this backend."""
 
 
 @dataclass

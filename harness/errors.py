@@ -1,20 +1,59 @@
-"""User-facing errors.
+"""Every exception the harness raises on purpose, in one place.
 
-Every problem a user can cause or fix (a malformed scenario, a missing server binary, an unreachable
-DSN) is raised as a :class:`HarnessError` whose message is one self-contained paragraph: what went
-wrong, where (file:line, binary, URL) and how to fix it.  The CLI prints it without a traceback and
-the pytest plugin reports it with ``pytrace=False``.
+A problem a user can cause or fix (a malformed scenario, a bad setting, a missing server binary, an
+unreachable DSN) is a :class:`HarnessError` whose message is one self-contained paragraph: what went
+wrong, where (file:line, option, variable, binary, URL) and how to fix it.  The CLI prints it as
+``harness: error: <paragraph>`` with exit code 2 and no traceback; the pytest plugin reports it with
+``pytrace=False``.  Anything else escaping the harness is a bug in the harness.
+
+The hierarchy::
+
+    Exception
+    └── HarnessError             meant for the user, not a bug; CLI exit 2
+        ├── ConfigError          a CLI flag, HARNESS_* variable or [tool.harness] value cannot be used
+        ├── ProvisionError       a server cannot be found, started, reached or used
+        │   └── ConnectFailed    an isolation spec's session cannot connect (isolationtester's wording)
+        ├── ScenarioError        a scenario/spec file, --interleaving or --schedule is malformed (file:line)
+        │   └── ActionArgsError  an action step (lock, clock, fault) has missing or wrong args
+        ├── ScenarioRunError     a well-formed scenario cannot run here (setup SQL fails, no SQL for a backend)
+        ├── ScheduleError        a schedule cannot be followed (divergence: the move is not possible there)
+        ├── ClockError           a clock operation this backend cannot do, or a bad instant
+        └── LockError            a harness lock misused (bad key, timeout or connection) or not acquired
+
+    BaseException                control flow inside actor threads, never an error to report
+    ├── ScheduleAborted          the conductor gave up on a schedule (hang, divergence)
+    └── FaultSkipped             an optional fault actor the schedule never chose
+
+The two control-flow signals derive from :class:`BaseException`, as Hypothesis's own are, so that
+application code under test which catches ``Exception`` cannot swallow them and change the schedule.
+They (and ``Divergence``, the explorer's schedule error) are still defined in
+``harness.explore.scheduler`` and re-exported here by name; ``Divergence`` is to become a
+:class:`ScheduleError` when it moves here.  ``ScenarioFailure`` (pytest_plugin: an interleaving did not
+do what its scenario expects) is a test failure, not an error, and stays with the plugin.
+
+The old homes (``harness.clock.ClockError``, ``harness.locks.LockError``, ``harness.actions.ActionArgsError``,
+``harness.engine.ScenarioRunError``, ``harness.isolation.ConnectFailed``) re-export these classes.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 
 class HarnessError(Exception):
     """An error meant for the user, not a bug in the harness."""
 
 
+class ConfigError(HarnessError):
+    """A setting from CLI flags, HARNESS_* environment variables or ``[tool.harness]`` cannot be used."""
+
+
 class ProvisionError(HarnessError):
     """A server could not be found, started, reached or used."""
+
+
+class ConnectFailed(ProvisionError):
+    """A session of an isolation spec could not connect; worded as isolationtester words it."""
 
 
 class ScenarioError(HarnessError):
@@ -27,3 +66,41 @@ class ScenarioError(HarnessError):
         if path is not None:
             where = f"{path}:{line}: " if line is not None else f"{path}: "
         super().__init__(where + message)
+
+
+class ActionArgsError(ScenarioError):
+    """A YAML action step has missing or wrong args."""
+
+
+class ScenarioRunError(HarnessError):
+    """Setup SQL failed, or a step references something that cannot run on this backend."""
+
+
+class ScheduleError(HarnessError):
+    """A schedule cannot be followed: it names a move that is not possible at that point."""
+
+
+class ClockError(HarnessError):
+    """A clock operation this backend cannot do, or a bad instant."""
+
+
+class LockError(HarnessError):
+    """A lock was used wrongly (bad key, wrong connection kind) or the server refused it."""
+
+
+_FROM_SCHEDULER = ("ScheduleAborted", "FaultSkipped", "Divergence")
+
+
+def __getattr__(name: str) -> Any:
+    # Defined in explore/scheduler.py for now (it is being rewritten); imported on first use because
+    # the scheduler imports most of the harness, which imports this module.
+    if name in _FROM_SCHEDULER:
+        from .explore import scheduler
+
+        return getattr(scheduler, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+# the scheduler's three are reachable by name (harness.errors.Divergence) but not star-imported
+__all__ = ["ActionArgsError", "ClockError", "ConfigError", "ConnectFailed", "HarnessError", "LockError",
+           "ProvisionError", "ScenarioError", "ScenarioRunError", "ScheduleError"]
