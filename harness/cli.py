@@ -53,7 +53,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .pool import ServerPool
     from .report.text import print_outcomes
     from .results import RunResults
-    from .runner import parse_interleaving, run_scenario
+    from .runner import parse_interleaving, parse_schedule_arg, run_scenario
     from .scenario.yaml_loader import load_file, scenario_files
 
     settings = settings_from(args)
@@ -68,10 +68,19 @@ def cmd_run(args: argparse.Namespace) -> int:
             errors.append(str(exc))
     if errors:
         for e in errors:
-            print(f"harness: error: {e}", file=sys.stderr)
+            print(f"harness: error: {_printable(e)}", file=sys.stderr)
         return 2
-    if (args.interleaving or getattr(args, "schedule", None)) and len(scenarios) != 1:
-        raise HarnessError("--interleaving/--schedule need exactly one scenario file.")
+    schedule = getattr(args, "schedule", None)
+    if args.interleaving is not None or schedule is not None:  # checked before any server starts
+        if len(scenarios) != 1:
+            raise HarnessError("--interleaving/--schedule need exactly one scenario file.")
+        if scenarios[0].source == "spec":
+            raise ScenarioError("--interleaving/--schedule apply to YAML scenarios; a spec runs its permutations.",
+                                path=scenarios[0].path)
+        if args.interleaving is not None:
+            parse_interleaving(scenarios[0], args.interleaving)
+        if schedule is not None:
+            parse_schedule_arg(scenarios[0], schedule)
     exploring_only = args.command == "explore"
 
     results = RunResults(started=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -86,8 +95,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
                 exit_code = max(exit_code, run_spec_on_server(scenario, pool.get("postgres"), sys.stdout))
                 continue
-            chosen = [parse_interleaving(scenario, args.interleaving)] if args.interleaving else None
-            schedule = getattr(args, "schedule", None)
+            chosen = [parse_interleaving(scenario, args.interleaving)] if args.interleaving is not None else None
             explore = exploring_only or schedule is not None or (scenario.explore is not None and not chosen)
             listed = scenario.sessions and not exploring_only and schedule is None and (
                 chosen or scenario.interleavings or scenario.explore is None)
@@ -214,6 +222,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _printable(message: str) -> str:
+    """Escape control characters a user-given value may carry, so the error stays one readable paragraph."""
+    return "".join(c if c.isprintable() or c == "\n" else repr(c)[1:-1] for c in message.rstrip("\n"))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["isolationtester"]:  # isolationtester's own argv contract (-V, CONNINFO), untouched
@@ -225,7 +238,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except HarnessError as exc:
-        print(f"harness: error: {exc}", file=sys.stderr)
+        print(f"harness: error: {_printable(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("harness: interrupted", file=sys.stderr)
