@@ -8,7 +8,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import NoReturn, Sequence
 
 from . import __version__
 from .config import Settings, load_settings
@@ -178,8 +178,26 @@ def cmd_isolationtester(args: argparse.Namespace) -> int:
     return isolationtester_main(list(args.args), sys.stdin, sys.stdout, sys.stderr)
 
 
+def _positive_int(text: str) -> int:
+    """argparse type for counts: a usage error (exit 2) before anything starts, not a failure later."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of schedules, not {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected at least 1 schedule, not {value}")
+    return value
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line, like every other error, instead of the whole usage text."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"harness: error: {self.prog}: {_printable(message)} (see `{self.prog} --help`).\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="harness", description=__doc__)
+    parser = _Parser(prog="harness", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("doctor", help="show which servers this machine can start, and how fast")
     p.add_argument("--quick", action="store_true", help="skip the cold/warm start measurements")
@@ -200,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_run)
     p = sub.add_parser("explore", help="search the schedules of a scenario (Hypothesis by default)")
     p.add_argument("files", nargs="+", help="scenario files or folders")
-    p.add_argument("--schedules", type=int, help="how many schedules (default: the file's, or 100)")
+    p.add_argument("--schedules", type=_positive_int, help="how many schedules (default: the file's, or 100)")
     p.add_argument("--strategy", choices=["auto", "hypothesis", "exhaustive", "pct", "random"],
                    help="auto (default): stored failures, then every schedule with <= 1 preemption, then Hypothesis")
     p.add_argument("--seed", type=int, help="seed for pct/random")
