@@ -110,7 +110,7 @@ class Scheduler:
                  monitor: Any, scenario: str = "", backend: str = "", server: str = "",
                  options: SchedulerOptions | None = None, optional: frozenset[str] = frozenset()) -> None:
         self.actors = {n: _Actor(n, fn, optional=n in optional) for n, fn in actors.items()}
-        self._armed: dict[str, list[tuple[str, Any]]] = {}  # actor -> faults waiting for its next call
+        self._armed: dict[str, list[tuple[str, Any, str]]] = {}  # actor -> faults waiting for its next call
         self.chooser, self.dialect, self.monitor = chooser, dialect, monitor
         self.options = options or SchedulerOptions()
         self.cond = threading.Condition()
