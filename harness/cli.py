@@ -8,11 +8,17 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import NoReturn, Sequence
+from typing import TYPE_CHECKING, NoReturn, Sequence
 
 from . import __version__
 from .config import Settings, load_settings
 from .errors import HarnessError, ScenarioError
+
+if TYPE_CHECKING:
+    from .pool import ServerPool
+    from .provision import Server
+    from .results import Outcome
+    from .scenario.model import Scenario
 
 
 def _add_server_options(p: argparse.ArgumentParser) -> None:
@@ -126,9 +132,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     return exit_code
 
 
-def _explore_one(scenario, backend, server, pool, args, schedule):  # type: ignore[no-untyped-def]
+def _explore_one(scenario: Scenario, backend: str, server: Server, pool: ServerPool, args: argparse.Namespace,
+                 schedule: str | None) -> Outcome:
     from .explore.scenario import explore_scenario
-
     from .report.progress import ExplorationProgress
 
     budget = getattr(args, "schedules", None) or (scenario.explore.schedules if scenario.explore else 100)

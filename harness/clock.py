@@ -43,7 +43,7 @@ _SCHEMA_VERSION = 1
 # -- running SQL on any supported DB-API connection ------------------------------------------------
 
 def is_mysql(conn: Any) -> bool:
-    return conn.__class__.__module__.startswith("pymysql")  # __class__: proxies answer it too
+    return bool(conn.__class__.__module__.startswith("pymysql"))  # __class__: proxies answer it too
 
 
 def _mysql_literal(value: Any) -> str:

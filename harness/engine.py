@@ -70,7 +70,7 @@ class ActionContext:
     conn: Any
     dialect: Dialect
     args: Mapping[str, Any]
-    _worker: "_Worker"
+    _worker: Any  # the engine's _Worker, or the explorer's stand-in: only .self_wait is used
     faults: FaultPort | None = None
 
     def waiting(self, lock: str, holder: str | None = None, detail: str = "") -> None:
@@ -161,7 +161,7 @@ class _Worker:
 
     def run_now(self, sql: str) -> StepResult:
         """Run SQL synchronously on this session (setup/teardown), in this worker's thread."""
-        box: dict[str, Any] = {}
+        box: dict[str, StepResult] = {}
         ready = threading.Event()
 
         def job() -> None:

@@ -127,7 +127,7 @@ class _Reader:
             by: dict[str, str] = {}
             for key, key_node, value in self.mapping(node, what, BACKENDS):
                 if isinstance(value, yaml.MappingNode):
-                    (name, _, file_node), = self.mapping(value, f"{what} for {key}", ("file",)) or [("", None, value)]
+                    (name, _, file_node), = self.mapping(value, f"{what} for {key}", ("file",)) or [("", None, value)]  # type: ignore[list-item]
                     by[key] = self.file_text(file_node, f"{what} for {key}")
                 else:
                     by[key] = self.text(value, f"{what} for {key}")
@@ -299,6 +299,7 @@ def _step(r: _Reader, session: str, name: str, node: yaml.Node, sessions: tuple[
 
 def _actor(r: _Reader, name: str, node: yaml.Node) -> ActorSpec:
     what = f"actor {name!r}"
+    args: dict[str, Any]
     if isinstance(node, yaml.ScalarNode):
         call, args = r.text(node, what).strip(), {}
     else:
@@ -387,7 +388,7 @@ def load_yaml(text: str, path: str) -> Scenario:
         raise r.fail(root, "the scenario has no `sessions:`; give it a mapping of session names to steps "
                            "(or `actors:` naming Python functions, with `explore:`).")
 
-    backends = BACKENDS
+    backends: tuple[str, ...] = BACKENDS
     if "backends" in items:
         node = items["backends"][1]
         listed = [r.text(n, "backends item").strip() for n in r.sequence(node, "backends")] \
