@@ -43,7 +43,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from harness import load_settings, start_server  # noqa: E402
 from harness.dialect import execute  # noqa: E402
 from harness.explore import Race  # noqa: E402
-from harness.explore import race as race_mod  # noqa: E402
 from harness.explore import scheduler as sched_mod  # noqa: E402
 from harness.explore.strategies import RandomChooser  # noqa: E402
 

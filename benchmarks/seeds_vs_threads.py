@@ -34,14 +34,13 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import redis as redis_lib  # noqa: E402
 
-from harness import load_settings, start_server  # noqa: E402
-from harness import locks  # noqa: E402
+from harness import load_settings, locks, start_server  # noqa: E402
 from harness.clock import DbClock  # noqa: E402
 from harness.dialect import execute  # noqa: E402
 from harness.explore import Race  # noqa: E402

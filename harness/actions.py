@@ -28,7 +28,7 @@ from typing import Any, Callable, Mapping
 from .clock import DbClock, is_mysql, query
 from .dialect import ConnInfo
 from .engine import Action, ActionContext
-from .errors import HarnessError
+from .errors import ActionArgsError, HarnessError
 from .locks import BackoffObserver, MySQLUserLock, PgAdvisoryLock, RedisLock, expire_lease, user_lock_name
 from .scenario.model import FAULT_ACTIONS
 from .trace import ErrorInfo, ResultSet, StepResult
@@ -38,10 +38,6 @@ CLOCK_ARGS = ("freeze", "advance_ms", "unfreeze", "all_sessions")
 LOCK_ARGS = ("kind", "key", "ttl_ms", "timeout_ms")
 FAULT_ARGS = FAULT_ACTIONS  # fault step -> the args it takes
 INJECTED_MESSAGE = "injected by the harness"  # inject_error's message when the step gives none
-
-
-class ActionArgsError(HarnessError):
-    """A YAML action step has missing or wrong args."""
 
 
 def _fail(message: str, code: str = "harness") -> StepResult:
@@ -283,5 +279,5 @@ def build_actions(backend: str, redis_info: Callable[[], ConnInfo] | None = None
             "point": point_action, **{kind: fault_action(kind) for kind in FAULT_ACTIONS}}
 
 
-__all__ = ["FAULT_ARGS", "LOCK_KINDS", "LockActions", "build_actions", "clock_action", "fault_action",
+__all__ = ["FAULT_ARGS", "LOCK_KINDS", "ActionArgsError", "LockActions", "build_actions", "clock_action", "fault_action",
            "point_action"]

@@ -8,12 +8,18 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, NoReturn, Sequence
 
 from . import __version__
 from .config import Settings, load_settings
 from .errors import HarnessError, ScenarioError
 from .signals import EXIT_SIGTERM, Terminated, handle_sigterm
+
+if TYPE_CHECKING:
+    from .pool import ServerPool
+    from .provision import Server
+    from .results import Outcome
+    from .scenario.model import Scenario
 
 
 def _add_server_options(p: argparse.ArgumentParser) -> None:
@@ -40,10 +46,11 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def cmd_setup(args: argparse.Namespace) -> int:
-    from .doctor import diagnose, format_report, install_missing
+    from .doctor import diagnose, format_report, install_missing, install_test_tools
 
     settings = settings_from(args)
     print(install_missing(settings))
+    print(install_test_tools(), flush=True)
     text, ok = format_report(diagnose(settings, measure=True), settings)
     print(text)
     return 0 if ok else 1
@@ -79,7 +86,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .pool import ServerPool
     from .report.text import print_outcomes
     from .results import RunResults
-    from .runner import parse_interleaving, run_scenario
+    from .runner import parse_interleaving, parse_schedule_arg, run_scenario
     from .scenario.yaml_loader import load_file, scenario_files
 
     settings = settings_from(args)
@@ -94,10 +101,19 @@ def cmd_run(args: argparse.Namespace) -> int:
             errors.append(str(exc))
     if errors:
         for e in errors:
-            print(f"harness: error: {e}", file=sys.stderr)
+            print(f"harness: error: {_printable(e)}", file=sys.stderr)
         return 2
-    if (args.interleaving or getattr(args, "schedule", None)) and len(scenarios) != 1:
-        raise HarnessError("--interleaving/--schedule need exactly one scenario file.")
+    schedule = getattr(args, "schedule", None)
+    if args.interleaving is not None or schedule is not None:  # checked before any server starts
+        if len(scenarios) != 1:
+            raise HarnessError("--interleaving/--schedule need exactly one scenario file.")
+        if scenarios[0].source == "spec":
+            raise ScenarioError("--interleaving/--schedule apply to YAML scenarios; a spec runs its permutations.",
+                                path=scenarios[0].path)
+        if args.interleaving is not None:
+            parse_interleaving(scenarios[0], args.interleaving)
+        if schedule is not None:
+            parse_schedule_arg(scenarios[0], schedule)
     exploring_only = args.command == "explore"
 
     results = RunResults(started=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -112,8 +128,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
                 exit_code = max(exit_code, run_spec_on_server(scenario, pool.get("postgres"), sys.stdout))
                 continue
-            chosen = [parse_interleaving(scenario, args.interleaving)] if args.interleaving else None
-            schedule = getattr(args, "schedule", None)
+            chosen = [parse_interleaving(scenario, args.interleaving)] if args.interleaving is not None else None
             explore = exploring_only or schedule is not None or (scenario.explore is not None and not chosen)
             listed = scenario.sessions and not exploring_only and schedule is None and (
                 chosen or scenario.interleavings or scenario.explore is None)
@@ -144,9 +159,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     return exit_code
 
 
-def _explore_one(scenario, backend, server, pool, args, schedule):  # type: ignore[no-untyped-def]
+def _explore_one(scenario: Scenario, backend: str, server: Server, pool: ServerPool, args: argparse.Namespace,
+                 schedule: str | None) -> Outcome:
     from .explore.scenario import explore_scenario
-
     from .report.progress import ExplorationProgress
 
     budget = getattr(args, "schedules", None) or (scenario.explore.schedules if scenario.explore else 100)
@@ -196,14 +211,33 @@ def cmd_isolationtester(args: argparse.Namespace) -> int:
     return isolationtester_main(list(args.args), sys.stdin, sys.stdout, sys.stderr)
 
 
+def _positive_int(text: str) -> int:
+    """argparse type for counts: a usage error (exit 2) before anything starts, not a failure later."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of schedules, not {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected at least 1 schedule, not {value}")
+    return value
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line, like every other error, instead of the whole usage text."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"harness: error: {self.prog}: {_printable(message)} (see `{self.prog} --help`).\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="harness", description=__doc__)
+    parser = _Parser(prog="harness", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("doctor", help="show which servers this machine can start, and how fast")
     p.add_argument("--quick", action="store_true", help="skip the cold/warm start measurements")
     _add_server_options(p)
     p.set_defaults(func=cmd_doctor)
-    p = sub.add_parser("setup", help="install missing server packages (apt, as root) and warm the cache")
+    p = sub.add_parser("setup", help="install missing server packages and the test extra's chromium "
+                                  "(apt, as root) and warm the cache")
     _add_server_options(p)
     p.set_defaults(func=cmd_setup)
     p = sub.add_parser("clean", help="drop harness_* databases that dead runs left on --pg-dsn/--mysql-dsn servers")
@@ -221,7 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_run)
     p = sub.add_parser("explore", help="search the schedules of a scenario (Hypothesis by default)")
     p.add_argument("files", nargs="+", help="scenario files or folders")
-    p.add_argument("--schedules", type=int, help="how many schedules (default: the file's, or 100)")
+    p.add_argument("--schedules", type=_positive_int, help="how many schedules (default: the file's, or 100)")
     p.add_argument("--strategy", choices=["auto", "hypothesis", "exhaustive", "pct", "random"],
                    help="auto (default): stored failures, then every schedule with <= 1 preemption, then Hypothesis")
     p.add_argument("--seed", type=int, help="seed for pct/random")
@@ -243,6 +277,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _printable(message: str) -> str:
+    """Escape control characters a user-given value may carry, so the error stays one readable paragraph."""
+    return "".join(c if c.isprintable() or c == "\n" else repr(c)[1:-1] for c in message.rstrip("\n"))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["isolationtester"]:  # isolationtester's own argv contract (-V, CONNINFO), untouched
@@ -255,7 +294,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except HarnessError as exc:
-        print(f"harness: error: {exc}", file=sys.stderr)
+        print(f"harness: error: {_printable(str(exc))}", file=sys.stderr)
         return 2
     except Terminated:
         print("harness: terminated (SIGTERM); servers stopped", file=sys.stderr)

@@ -31,7 +31,7 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any, Callable, Sequence
 
-from .errors import HarnessError
+from .errors import ClockError
 
 SCHEMA = "harness_clock"
 #: harness_clock.frozen_us holds this when the global clock is not frozen
@@ -40,14 +40,10 @@ PG_SEARCH_PATH = '"$user", public, harness_clock, pg_catalog'
 _SCHEMA_VERSION = 1
 
 
-class ClockError(HarnessError):
-    """A clock operation this backend cannot do, or a bad instant."""
-
-
 # -- running SQL on any supported DB-API connection ------------------------------------------------
 
 def is_mysql(conn: Any) -> bool:
-    return conn.__class__.__module__.startswith("pymysql")  # __class__: proxies answer it too
+    return bool(conn.__class__.__module__.startswith("pymysql"))  # __class__: proxies answer it too
 
 
 def _mysql_literal(value: Any) -> str:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import os
 import shutil
 import statistics
 import subprocess
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 from .config import SERVICES, Settings
@@ -88,13 +91,8 @@ def install_missing(settings: Settings, *, dry_run: bool = False) -> str:
     if not missing:
         return "all server binaries are installed"
     debs = [INSTALL_HINT[s][0] for s in missing]
-    if shutil.which("apt-get") and os.geteuid() == 0 and not dry_run:
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        for cmd in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", *debs]):
-            done = subprocess.run(cmd, env=env, capture_output=True, text=True)
-            if done.returncode != 0:
-                raise ProvisionError(f"`{' '.join(cmd)}` failed (exit {done.returncode}): "
-                                     f"{done.stderr.strip()[-400:]}")
+    if _can_apt() and not dry_run:
+        _apt_install(debs)
         return "installed " + " ".join(debs)
     fedora = " ".join(INSTALL_HINT[s][1] for s in missing)
     brew = " ".join(INSTALL_HINT[s][2] for s in missing)
@@ -104,3 +102,48 @@ def install_missing(settings: Settings, *, dry_run: bool = False) -> str:
         f"`brew install {brew}` — or run with Docker (--provisioner=docker), or point at existing servers "
         "with --pg-dsn/--mysql-dsn/--redis-url."
     )
+
+
+#: the browser the report tests drive with Playwright: Debian's, so no browser download is needed
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+def install_test_tools(*, dry_run: bool = False, chromium: Path = CHROMIUM,
+                       have_playwright: bool | None = None) -> str:
+    """Install what the ``test`` extra needs beyond pip (Debian's chromium), so ``pytest`` passes after setup.
+
+    Only when the extra is installed (Playwright importable): a plain user install needs no browser.
+    Installs with apt as root; otherwise the message is the exact command to run.
+    """
+    if have_playwright is None:
+        have_playwright = importlib.util.find_spec("playwright") is not None
+    if not have_playwright:
+        return "test tools: none needed (the test extra is not installed)"
+    if chromium.exists():
+        return f"test tools: chromium is installed ({chromium})"
+    if _can_apt() and not dry_run:
+        _apt_install(["chromium"])
+        return f"installed chromium ({chromium}, for the report tests)"
+    return (f"test tools: {chromium} is missing and the report tests need it; install it with "
+            "`sudo apt-get install -y chromium` (Debian/Ubuntu)")
+
+
+def _can_apt() -> bool:
+    return shutil.which("apt-get") is not None and os.geteuid() == 0
+
+
+@functools.cache
+def _apt_update() -> None:
+    _apt(["apt-get", "update", "-qq"])
+
+
+def _apt_install(debs: list[str]) -> None:
+    _apt_update()
+    _apt(["apt-get", "install", "-y", "-qq", *debs])
+
+
+def _apt(cmd: list[str]) -> None:
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise ProvisionError(f"`{' '.join(cmd)}` failed (exit {done.returncode}): {done.stderr.strip()[-400:]}")

@@ -31,13 +31,9 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Protocol
 
 from .dialect import ConnInfo, Dialect
-from .errors import HarnessError
+from .errors import HarnessError, ScenarioRunError
 from .scenario.model import FAULT_ACTIONS, Blocker, Interleaving, Scenario, SqlText, Step, StepRef
 from .trace import wait_cycle, ErrorInfo, Event, StepResult, Trace, WaitEdge
-
-
-class ScenarioRunError(HarnessError):
-    """Setup SQL failed, or a step references something that cannot run on this backend."""
 
 
 @dataclass
@@ -78,7 +74,7 @@ class ActionContext:
     conn: Any
     dialect: Dialect
     args: Mapping[str, Any]
-    _worker: "_Worker"
+    _worker: Any  # the engine's _Worker, or the explorer's stand-in: only .self_wait is used
     faults: FaultPort | None = None
     lock_observer: Any = None  # where a lock step reports client-side waits (None: the engine's worker)
 
@@ -171,7 +167,7 @@ class _Worker:
 
     def run_now(self, sql: str) -> StepResult:
         """Run SQL synchronously on this session (setup/teardown), in this worker's thread."""
-        box: dict[str, Any] = {}
+        box: dict[str, StepResult] = {}
         ready = threading.Event()
 
         def job() -> None:

@@ -32,7 +32,7 @@ from psycopg.conninfo import make_conninfo
 from .dialect.base import ConnInfo, Wait
 from .dialect.postgres import PostgresDialect, convert_result
 from .engine import Engine, EngineOptions, ScenarioRunError
-from .errors import HarnessError
+from .errors import ConnectFailed, HarnessError
 from .scenario.model import Interleaving, Scenario, StepRef
 from .scenario.spec_loader import load_spec, unused_steps
 from .trace import ErrorInfo, Event, ResultSet, StepResult, Trace
@@ -409,10 +409,6 @@ def conninfo_of(target: ConnInfo | str) -> str:
                          **dict(target.params))
 
 
-class ConnectFailed(HarnessError):
-    pass
-
-
 def _connect(conninfo: str, index: int, name: str) -> Any:
     """PQconnectdb + isolationtester's application_name suffix; errors worded like isolationtester."""
     try:
@@ -560,5 +556,5 @@ if __name__ == "__main__":
     sys.exit(main())
 
 
-__all__ = ["IsolationDialect", "IsolationFormatter", "NOTIFY_TAG", "Output", "all_permutations",
+__all__ = ["ConnectFailed", "IsolationDialect", "IsolationFormatter", "NOTIFY_TAG", "Output", "all_permutations",
            "isolationtester_main", "pqprint", "run_spec", "run_spec_on_server"]

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from .clock import in_transaction, is_mysql, query
-from .errors import HarnessError
+from .errors import LockError
 
 #: compare-and-delete: only the holder whose token is stored may delete the key (bk-ci's unlock)
 RELEASE_SCRIPT = """
@@ -39,10 +39,6 @@ return holder
 """
 #: GET_LOCK with a negative timeout returns NULL on MariaDB 10.11 (measured), so "forever" is a year
 _FOREVER_S = 365 * 24 * 3600
-
-
-class LockError(HarnessError):
-    """A lock was used wrongly (bad key, wrong connection kind) or the server refused it."""
 
 
 class LockObserver(Protocol):

@@ -14,13 +14,12 @@ A selected backend that cannot start is a test *error*, never a skip.
 from __future__ import annotations
 
 import dataclasses
-
 import json
 import os
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -30,6 +29,9 @@ from .pool import ServerPool
 from .provision import Database, Server
 from .provision.local import start_local
 from .signals import EXIT_SIGTERM, die_with_parent, handle_sigterm, terminated
+
+if TYPE_CHECKING:
+    from .explore.race import Race
 
 POOL_KEY = pytest.StashKey[ServerPool]()
 WORKERINPUT_KEY = "harness_servers"
@@ -140,7 +142,7 @@ class _ReportWriter:
         self.outcomes: list[str] = []
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        self.outcomes.extend(v for k, v in report.user_properties if k == "harness_outcome")
+        self.outcomes.extend(str(v) for k, v in report.user_properties if k == "harness_outcome")
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         from .report.html import write_report
@@ -254,7 +256,7 @@ def server_factory(harness_settings: Settings) -> Iterator[Callable[[str], Serve
 
 
 @pytest.fixture
-def race(request: pytest.FixtureRequest, database: Database, server_pool: ServerPool) -> Iterator[Any]:
+def race(request: pytest.FixtureRequest, database: Database, server_pool: ServerPool) -> Iterator[Race]:
     """A :class:`harness.explore.Race` on a fresh database of the current backend.
 
     ``race.assert_no_race(N)`` explores N schedules and fails with the minimal schedule and the exact

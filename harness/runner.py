@@ -21,6 +21,12 @@ def parse_interleaving(scenario: Scenario, text: str) -> Interleaving:
     """``"a1 b1 a2"`` -> an Interleaving, with the expectation of a matching one in the file."""
     names = text.replace(",", " ").split()
     known = scenario.step_names
+    if not names:
+        raise ScenarioError("--interleaving is empty; give step names in order, e.g. "
+                            f"{' '.join(known[:4]) or 'a1 b1 a2 b2'!r}.", path=scenario.path)
+    if not known:
+        raise ScenarioError("--interleaving needs session steps, and this scenario has none (its actors are "
+                            "explored: replay one of their schedules with --schedule).", path=scenario.path)
     for name in names:
         if name not in known:
             import difflib
@@ -33,6 +39,30 @@ def parse_interleaving(scenario: Scenario, text: str) -> Interleaving:
         if [s.step for s in il.steps] == names:
             return il
     return Interleaving(tuple(StepRef(n) for n in names))
+
+
+def schedule_movers(scenario: Scenario) -> list[str]:
+    """Who a schedule may name: the actors and faults, or (without actors) the sessions run as actors."""
+    if scenario.actors:
+        return [a.name for a in scenario.actors] + [f.name for f in scenario.faults]
+    return [s.name for s in scenario.sessions]
+
+
+def parse_schedule_arg(scenario: Scenario, text: str) -> list[str]:
+    """``--schedule "A A B"`` -> its moves, checked against the scenario before any server starts."""
+    from .explore.strategies import parse_schedule
+
+    moves = parse_schedule(text)
+    movers = schedule_movers(scenario)
+    if not moves:
+        raise ScenarioError(f"--schedule is empty; give the moves in order, e.g. {' '.join(movers[:2] * 2)!r} "
+                            "(found schedules are printed with their replay command).", path=scenario.path)
+    unknown = sorted(set(moves) - set(movers))
+    if unknown:
+        raise ScenarioError(f"--schedule names {', '.join(map(repr, unknown))}, which this scenario does not have; "
+                            f"a schedule names its actors or faults: {', '.join(movers) or 'none'}.",
+                            path=scenario.path)
+    return moves
 
 
 def interleavings_of(scenario: Scenario) -> list[Interleaving]:

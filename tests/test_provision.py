@@ -10,6 +10,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import psycopg
 import pymysql
 import pytest
 import redis
@@ -69,7 +70,7 @@ def test_databases_of_one_server_are_isolated(server_pool, backend) -> None:
             execute(conn, "CREATE TABLE t (id int)")
             execute(conn, "INSERT INTO t VALUES (1)")
         with second.connect() as conn:
-            with pytest.raises(Exception):
+            with pytest.raises((psycopg.Error, pymysql.MySQLError)):
                 execute(conn, "SELECT * FROM t")
     finally:
         first.drop()

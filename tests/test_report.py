@@ -1,7 +1,7 @@
 """The HTML report from real runs, opened in a real headless browser (Debian's Chromium via Playwright).
 
-Playwright and /usr/bin/chromium are required: a missing one FAILS these tests (CI installs both:
-``apt-get install -y chromium`` and the ``test`` extra's ``playwright``; no ``playwright install``).
+Playwright and /usr/bin/chromium are required: a missing one FAILS these tests (the ``test`` extra
+installs ``playwright``; ``harness setup`` installs Debian's ``chromium``; no ``playwright install``).
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def results(server_pool: Any) -> RunResults:
 def browser() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright  # ImportError = test failure, on purpose
 
-    assert Path(CHROMIUM).exists(), f"{CHROMIUM} missing: apt-get install -y chromium"
+    assert Path(CHROMIUM).exists(), f"{CHROMIUM} missing: run `harness setup` as root, or apt-get install -y chromium"
     with sync_playwright() as pw:
         b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+import psycopg
+import pymysql
 import pytest
 import redis
 import yaml
@@ -125,7 +127,7 @@ def test_kinto_create_record_rolls_back_on_error(database: Database, backend: st
     with database.connect() as conn:
         storage.install_schema(conn)
         storage.create_record(conn, "b", "c1", "r1", {})
-        with pytest.raises(Exception):
+        with pytest.raises((psycopg.Error, pymysql.MySQLError)):
             storage.create_record(conn, "b", "c1", "r1", {})  # duplicate id: the whole change is undone
         assert query(conn, "SELECT count(*) FROM objects")[0][0] == 2
 

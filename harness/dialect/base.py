@@ -73,7 +73,7 @@ class ConnInfo:
             user=urllib.parse.unquote(parts.username or ""),
             password=urllib.parse.unquote(parts.password or ""),
             dbname=urllib.parse.unquote(parts.path.lstrip("/")),
-            params=tuple(urllib.parse.parse_qsl(parts.query)),
+            params=tuple(urllib.parse.parse_qsl(parts.query, keep_blank_values=True)),
         )
 
 

@@ -84,7 +84,7 @@ def _run_pq(conn: psycopg.Connection[Any], sql: str, on_notice: Callable[[ErrorI
             elif converted is not None:
                 out.results.append(converted)
             else:  # COPY and friends are not supported in steps
-                out.error = ErrorInfo(None, f"unexpected result status {res.status.name}", "ERROR")
+                out.error = ErrorInfo(None, f"unexpected result status {pq.ExecStatus(res.status).name}", "ERROR")
     except psycopg.OperationalError as exc:
         raise ConnectionError(str(exc)) from exc
     if pgconn.status != pq.ConnStatus.OK:

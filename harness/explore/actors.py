@@ -7,27 +7,11 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol, Sequence
 
 from ..dialect.base import error_info
-from ..errors import HarnessError
+from ..errors import AsyncActorError, Divergence, FaultSkipped, ScheduleAborted
 from ..trace import ErrorInfo, Trace, WaitEdge
 from .history import Op
 
 READY, RUNNING, BLOCKED_DB, BLOCKED_LOCK, DONE = "ready", "running", "blocked-db", "blocked-lock", "done"
-
-
-class ScheduleAborted(BaseException):
-    """Raised inside actor threads when the conductor gives up on a schedule (hang, divergence)."""
-
-
-class FaultSkipped(BaseException):
-    """Raised in an optional (fault) actor that the schedule never chose before the others finished."""
-
-
-class AsyncActorError(HarnessError):
-    """An actor returned a coroutine: it would never run (a false pass), so the run stops."""
-
-
-class Divergence(HarnessError):
-    """A replayed schedule asked for an actor that is not runnable at that point."""
 
 
 class Chooser(Protocol):
@@ -97,3 +81,5 @@ class SchedulerOptions:
     poll_max: float = 0.005
 
 
+__all__ = ["AsyncActorError", "ActorResult", "Chooser", "Divergence", "FaultSkipped", "ScheduleAborted",
+           "ScheduleRun", "SchedulerOptions"]

@@ -64,15 +64,19 @@ class ActorContext:
     race: "Race"
 
     def connect(self, **kwargs: Any) -> InstrumentedConnection:
+        """A connection whose every execute/commit/rollback is a scheduling point (see :meth:`Race.connect`)."""
         return self.race.connect(**kwargs)
 
     def engine(self, **kwargs: Any) -> Any:
+        """A SQLAlchemy engine on instrumented connections, for ORM code under test (:meth:`Race.engine`)."""
         return self.race.engine(**kwargs)
 
     def lock(self, kind: str, key: str, **kwargs: Any) -> Any:
+        """A Redis / GET_LOCK / advisory lock whose waits the scheduler sees (:meth:`Race.lock`)."""
         return self.race.lock(kind, key, **kwargs)
 
     def point(self, label: str) -> None:
+        """A scheduling point of the actor's own, where the explorer may switch to another actor."""
         self.race.point(label)
 
     @contextmanager
@@ -485,6 +489,7 @@ class Race:
         self._setup.append(sql_or_fn)
 
     def teardown(self, sql_or_fn: str | Callable[[Any], None]) -> None:
+        """Run after every schedule, after the checks, so the next schedule starts from the same state."""
         self._teardown.append(sql_or_fn)
 
     def check(self, fn: Callable[..., Any] | None = None, *, name: str | None = None) -> Any:
@@ -546,6 +551,7 @@ class Race:
 
     @property
     def redis_info(self) -> Any:
+        """Where the race's Redis server is (a ConnInfo), asked for on first use so no test starts it needlessly."""
         return self._redis() if callable(self._redis) else self._redis
 
     # -- assertions for tests ------------------------------------------------------------------------

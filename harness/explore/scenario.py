@@ -12,6 +12,7 @@ whose connection is gone runs its later steps as points that send nothing.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import sys
 import time
@@ -41,7 +42,7 @@ def _resolve(scenario: Scenario, spec: ActorSpec) -> Callable[..., Any]:
     except Exception as exc:
         raise ScenarioError(f"actor {spec.name!r}: cannot import {module_name!r} ({type(exc).__name__}: {exc}); "
                             f"the module path is resolved from {root}.", path=scenario.path, line=spec.line) from None
-    fn = getattr(module, function, None)
+    fn: Callable[..., Any] | None = getattr(module, function, None)
     if not callable(fn):
         raise ScenarioError(f"actor {spec.name!r}: {module_name} has no function {function!r}.",
                             path=scenario.path, line=spec.line)
@@ -125,11 +126,12 @@ def _fault(race: Race, fault: FaultSpec) -> Callable[[], None]:
     """The race's fault function for a YAML ``faults:`` entry (the loader checked its arguments)."""
     if fault.kind == "inject_error":
         return race.inject_error(fault.actor, fault.code or "")
+    make: Callable[..., Callable[[], None]] = getattr(race, fault.kind)
     if fault.kind in ("skew_clock", "delay"):
-        return getattr(race, fault.kind)(fault.actor, float(fault.ms or 0))
+        return make(fault.actor, float(fault.ms or 0))
     if fault.kind in ("crash_server", "redis_outage"):
-        return getattr(race, fault.kind)()
-    return getattr(race, fault.kind)(fault.actor)  # lose_commit_ack, kill_session, partition, cut
+        return make()
+    return make(fault.actor)  # lose_commit_ack, kill_session, partition, cut
 
 
 class _NoWorker:
@@ -211,10 +213,9 @@ def _explore(scenario: Scenario, backend: str, server: Server, redis: Callable[[
             wanted = expectation.violates if expectation else None
             found_after, exhausted, stop = None, False, None
             if schedule is not None:
-                found: ScheduleOutcome | None = replay_scenario(race, scenario, schedule)
+                replayed = replay_scenario(race, scenario, schedule)
                 runs = 1
-                if found.passed:
-                    found = None
+                found: ScheduleOutcome | None = None if replayed.passed else replayed
             else:
                 spec = scenario.explore
                 result = race.explore(strategy=strategy or (spec.strategy if spec else "auto"),

@@ -89,7 +89,7 @@ class HypothesisChooser:
     def choose(self, runnable: Sequence[str], current: str | None, index: int) -> str:
         if len(runnable) == 1:
             return runnable[0]
-        i = self.data.draw(st.integers(0, len(runnable) - 1), label=f"move {index + 1}")
+        i: int = self.data.draw(st.integers(0, len(runnable) - 1), label=f"move {index + 1}")
         self.taken.append(i)
         return runnable[i]
 

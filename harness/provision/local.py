@@ -134,7 +134,8 @@ _SPAWNER = _Spawner()
 
 
 def _spawn(cmd: list[str], who: RunAs | None, log: Path, cwd: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-    return _SPAWNER.run(lambda: _popen(cmd, who, log, cwd, env))
+    proc: subprocess.Popen[bytes] = _SPAWNER.run(lambda: _popen(cmd, who, log, cwd, env))
+    return proc
 
 
 def _popen(cmd: list[str], who: RunAs | None, log: Path, cwd: Path, env: dict[str, str] | None) -> subprocess.Popen[bytes]:

@@ -306,10 +306,10 @@ def build_timeline(trace: Trace, geo: Geometry = FULL) -> Timeline:
                     prev.box.title += f"\nactor finished at {ms(e.t)}"
                     del open_steps[k]
         elif e.kind == "notice":
-            b = open_steps[key].box if key in open_steps else last_box.get(e.session)
-            if b is not None:
-                b.notices += 1
-                b.title += f"\n{e.detail.get('severity', 'NOTICE')}: {e.detail.get('message', '')}"
+            nb = open_steps[key].box if key in open_steps else last_box.get(e.session)
+            if nb is not None:
+                nb.notices += 1
+                nb.title += f"\n{e.detail.get('severity', 'NOTICE')}: {e.detail.get('message', '')}"
         elif e.kind == "fault":
             col += 1
             title = " ".join(x for x in (f"fault at {ms(e.t)}:", e.session or "", e.step or "", e.sql or "",
@@ -456,7 +456,8 @@ def page_model(results: RunResults) -> dict[str, Any]:
         sg = ScenarioGroup(f"s{si}", name, path, {})
         for backend in sorted(by_scenario[(path, name)], key=_backend_key):
             outs = by_scenario[(path, name)][backend]
-            failing, passing = [], []
+            failing: list[OutcomeView] = []
+            passing: list[OutcomeView] = []
             for o in outs:
                 n += 1
                 if o.passed:
@@ -470,6 +471,7 @@ def page_model(results: RunResults) -> dict[str, Any]:
             candidates = [v for v in passing if v.outcome.trace is not None]
             if candidates:
                 best = min(candidates, key=lambda v: _interest(v.outcome))  # min is stable: first of equals
+                assert best.outcome.trace is not None  # candidates have traces
                 rep = OutcomeView(best.outcome, best.id + "r", build_timeline(best.outcome.trace, COMPACT))
             server = results.servers.get(backend) or next((o.trace.server for o in outs if o.trace), "")
             sg.backends[backend] = BackendGroup(backend, server, outs, failing, passing, rep)

@@ -187,6 +187,7 @@ def _step(r: _Reader, session: str, name: str, node: yaml.Node, sessions: tuple[
 
 def _actor(r: _Reader, name: str, node: yaml.Node) -> ActorSpec:
     what = f"actor {name!r}"
+    args: dict[str, Any]
     if isinstance(node, yaml.ScalarNode):
         call, args = r.text(node, what).strip(), {}
     else:
@@ -266,7 +267,7 @@ def load_yaml(text: str, path: str) -> Scenario:
         raise r.fail(root, "the scenario has no `sessions:`; give it a mapping of session names to steps "
                            "(or `actors:` naming Python functions, with `explore:`).")
 
-    backends = BACKENDS
+    backends: tuple[str, ...] = BACKENDS
     if "backends" in items:
         node = items["backends"][1]
         listed = [r.text(n, "backends item").strip() for n in r.sequence(node, "backends")] \

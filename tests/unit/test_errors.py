@@ -1,0 +1,36 @@
+"""One exception hierarchy (harness/errors.py); old import paths keep working."""
+
+from __future__ import annotations
+
+import harness.actions
+import harness.clock
+import harness.engine
+import harness.isolation
+import harness.locks
+from harness import errors
+
+
+def test_user_errors_are_harness_errors_and_old_homes_re_export_them() -> None:
+    assert harness.clock.ClockError is errors.ClockError
+    assert harness.locks.LockError is errors.LockError
+    assert harness.actions.ActionArgsError is errors.ActionArgsError
+    assert harness.engine.ScenarioRunError is errors.ScenarioRunError
+    assert harness.isolation.ConnectFailed is errors.ConnectFailed
+    for name in errors.__all__:
+        assert issubclass(getattr(errors, name), errors.HarnessError), name
+    assert issubclass(errors.ActionArgsError, errors.ScenarioError)
+    assert issubclass(errors.ConnectFailed, errors.ProvisionError)
+
+
+def test_control_flow_signals_escape_except_exception() -> None:
+    for signal in (errors.ScheduleAborted, errors.FaultSkipped):  # type: ignore[attr-defined]
+        assert issubclass(signal, BaseException) and not issubclass(signal, Exception)
+    from harness.explore.scheduler import Divergence
+
+    assert errors.Divergence is Divergence  # type: ignore[attr-defined]
+
+
+def test_scenario_error_prefixes_where() -> None:
+    assert str(errors.ScenarioError("bad", path="f.yaml", line=3)) == "f.yaml:3: bad"
+    assert str(errors.ScenarioError("bad", path="f.yaml")) == "f.yaml: bad"
+    assert str(errors.ScenarioError("bad")) == "bad"
