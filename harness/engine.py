@@ -33,7 +33,7 @@ from typing import Any, Callable, Mapping, Protocol
 from .dialect import ConnInfo, Dialect
 from .errors import HarnessError, ScenarioRunError
 from .scenario.model import FAULT_ACTIONS, Blocker, Interleaving, Scenario, SqlText, Step, StepRef
-from .trace import wait_cycle, ErrorInfo, Event, StepResult, Trace, WaitEdge
+from .trace import ErrorInfo, Event, StepResult, Trace, WaitEdge, wait_cycle
 
 
 @dataclass

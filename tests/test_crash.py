@@ -10,9 +10,9 @@ from harness.explore import Race
 from harness.explore.history import FAIL, OK, UNKNOWN, Op, durability_violations
 from harness.provision import attach
 from harness.scenario.yaml_loader import load_yaml
-from .expect import assert_searched
-
 from scenarios.faults.journal import append_entries
+
+from .expect import assert_searched
 
 UNLOGGED = {"postgres": "CREATE UNLOGGED TABLE journal (entry int, kind varchar(10))",
             "mysql": "CREATE TABLE journal (entry int, kind varchar(10)) ENGINE=MEMORY"}

@@ -7,7 +7,6 @@ import pytest
 from harness.explore import Divergence, Race
 from harness.explore.strategies import IndexChooser
 
-
 from . import apps
 from .expect import assert_searched
 

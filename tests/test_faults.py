@@ -7,8 +7,8 @@ import psycopg
 import pymysql
 
 from harness.explore import Race
-from .expect import assert_searched
 
+from .expect import assert_searched
 
 LEDGER = "CREATE TABLE ledger (payment_id varchar(20), amount int)"
 CONNECTION_ERRORS = (psycopg.OperationalError, pymysql.err.OperationalError, pymysql.err.InterfaceError)

@@ -9,8 +9,8 @@ import pytest
 import redis
 
 from harness.explore import Race
-from .expect import assert_searched
 
+from .expect import assert_searched
 
 CONNECTION_ERRORS = (psycopg.OperationalError, pymysql.err.OperationalError, pymysql.err.InterfaceError)
 

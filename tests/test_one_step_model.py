@@ -93,7 +93,7 @@ def test_a_failing_explored_step_is_a_finding(server_pool, backend, tmp_path) ->
 def test_a_step_expectation_applies_when_explored(server_pool, backend, tmp_path) -> None:
     code = {"postgres": "40P01", "mysql": "1213"}[backend]
     allowed = DEADLOCK.replace("b3: UPDATE acct SET n = n + 1 WHERE id = 1",
-                               f"b3: {{sql: UPDATE acct SET n = n + 1 WHERE id = 1, expect: {{error: any}}}}")
+                               "b3: {sql: UPDATE acct SET n = n + 1 WHERE id = 1, expect: {error: any}}")
     allowed = allowed.replace("a3: UPDATE acct SET n = n + 1 WHERE id = 2",
                               "a3: {sql: UPDATE acct SET n = n + 1 WHERE id = 2, expect: {error: any}}")
     outcome = explore_scenario(scenario(allowed), backend, server_pool.get(backend), database_dir=str(tmp_path))

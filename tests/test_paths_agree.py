@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from harness.pytest_plugin import POOL_KEY
 from harness.explore.scenario import race_for_scenario, replay_scenario
+from harness.pytest_plugin import POOL_KEY
 from harness.runner import run_scenario
 from harness.scenario.yaml_loader import load_file
 from harness.trace import Trace

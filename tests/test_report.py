@@ -115,7 +115,7 @@ def test_failing_schedule_in_a_real_browser(results: RunResults, browser: Any, t
     assert "UPDATE counter SET n = n + 1" in err.locator("title").text_content()
     assert "40001" in err.locator("title").text_content()
     expect(svg.locator("g.box.check-bad")).to_contain_text("both_increments_counted")
-    expect(view.locator(".violation")).to_contain_text("expected 2, actual '1'")
+    expect(view.locator(".violation")).to_contain_text("expected 2, actual 1")
     # schedule and the copy-paste replay command, verbatim
     expect(view.locator("code.schedule")).to_have_text(" ".join(failing.schedule))
     expect(view.locator(".cmd code")).to_have_text(failing.replay)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import select
 from typing import Any, Callable
 
@@ -209,9 +210,8 @@ class PostgresDialect(Dialect):
     def deadlock_error(self, exc: BaseException) -> BaseException:
         message = _DEADLOCK_MESSAGE + " (cycle broken by race-harness: this session's wait closed it)"
         if type(exc).__module__.startswith("psycopg2"):  # an app's psycopg2 connection
-            import psycopg2.errors
-
-            err = psycopg2.errors.DeadlockDetected(message)
+            errors = importlib.import_module("psycopg2.errors")
+            err: BaseException = errors.DeadlockDetected(message)
             err.__setstate__({"pgerror": f"ERROR:  {message}\n", "pgcode": "40P01", "cursor": None})
             return err
         return psycopg.errors.DeadlockDetected(message)

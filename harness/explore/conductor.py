@@ -16,8 +16,20 @@ from typing import Any, Callable
 
 from ..dialect import Dialect
 from ..trace import Event, StepResult, Trace, WaitEdge, wait_cycle
-from .actors import (BLOCKED_DB, BLOCKED_LOCK, DONE, READY, RUNNING, ActorResult, Chooser, Divergence,
-                     ScheduleAborted, ScheduleRun, SchedulerOptions, _Actor)
+from .actors import (
+    BLOCKED_DB,
+    BLOCKED_LOCK,
+    DONE,
+    READY,
+    RUNNING,
+    ActorResult,
+    Chooser,
+    Divergence,
+    ScheduleAborted,
+    SchedulerOptions,
+    ScheduleRun,
+    _Actor,
+)
 
 
 class Conductor:

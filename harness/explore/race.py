@@ -247,7 +247,7 @@ class Race:
         self.actors: dict[str, Callable[..., Any]] = {}
         self._setup: list[str | Callable[[Any], None]] = []
         self._teardown: list[str | Callable[[Any], None]] = []
-        self._checks: list[tuple[str, Callable[[Any, dict[str, ActorResult]], str | None]]] = []
+        self._checks: list[tuple[str, Callable[[Any, dict[str, ActorResult]], Violation | None]]] = []
         self.faults: dict[str, Callable[..., Any]] = {}  # optional moves: the schedule places them, or not
         self.allowed_errors = list(allowed_errors)
         self._scheduler: Scheduler | None = None
@@ -1063,7 +1063,7 @@ class Race:
                 Phase.generate in (phases or [Phase.generate])
 
         try:
-            with collector.with_value(stats.append):
+            with collector.with_value(stats.append):  # type: ignore[arg-type]
                 make_search(DirectoryBasedExampleDatabase(str(db_dir)))()
         except _Found as found:
             return found.outcome, False
@@ -1073,7 +1073,7 @@ class Race:
             # a stored example from an earlier, different version of the scenario (or of the code under
             # test) no longer behaves as recorded: search again without the stale examples
             try:
-                with collector.with_value(stats.append):
+                with collector.with_value(stats.append):  # type: ignore[arg-type]
                     make_search(None)()
             except _Found as found:
                 return found.outcome, False

@@ -16,10 +16,9 @@ import functools
 import importlib
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
-
-from dataclasses import replace
 
 from ..check import check_violations, step_violations
 from ..dialect import ConnInfo
@@ -77,14 +76,14 @@ def _session_actor(race: Race, session: Session, backend: str, actions: dict[str
                 if step.action is not None:
                     action_ctx = ActionContext(session.name, conn, dialect, step.args, _NoWorker(), faults=faults,
                                                lock_observer=race.step_lock_observer())
-                    race.call(f"{step.name}: {step.action}", conn, lambda: actions[step.action](action_ctx),
+                    race.call(f"{step.name}: {step.action}", conn, functools.partial(actions[step.action], action_ctx),
                               statement=False, step=step.name)
                 else:
                     sql = step.sql.for_backend(backend) if step.sql else None
                     if sql is None:
                         raise HarnessError(f"step {step.name!r} has no SQL for {backend}")
-                    race.call(f"{step.name}: {sql}", conn, lambda: dialect.run_sql(conn, sql), step=step.name,
-                              sql=sql)
+                    race.call(f"{step.name}: {sql}", conn, functools.partial(dialect.run_sql, conn, sql),
+                              step=step.name, sql=sql)
             except Exception as exc:  # a fault of this session fired (the scheduler traced the call's error)
                 if isinstance(exc, ConnectionError) or _closed(conn):
                     lost = step.name  # killed, or closed after a lost acknowledgement

@@ -28,8 +28,21 @@ from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
 from ..trace import Event, StepResult, WaitEdge
-from .actors import (BLOCKED_LOCK, DONE, READY, RUNNING, ActorResult, AsyncActorError, Chooser,
-                     Divergence, FaultSkipped, ScheduleAborted, ScheduleRun, SchedulerOptions, _Actor)
+from .actors import (
+    BLOCKED_LOCK,
+    DONE,
+    READY,
+    RUNNING,
+    ActorResult,
+    AsyncActorError,
+    Chooser,
+    Divergence,
+    FaultSkipped,
+    ScheduleAborted,
+    SchedulerOptions,
+    ScheduleRun,
+    _Actor,
+)
 from .conductor import Conductor
 from .history import Op, mark_indeterminate
 

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from ..config import Settings
 from ..errors import ProvisionError
-from .base import DB_PREFIX, Database, Server, attach
+from .base import Database, Server, attach
 from .docker import docker_available, start_docker
 from .dsn import attach_dsn
 from .local import local_available, start_local
+from .owner import DB_PREFIX
 
 
 def start_server(service: str, settings: Settings) -> Server:

@@ -117,10 +117,10 @@ class _CountingLoader(yaml.SafeLoader):
         if self.check_event(yaml.AliasEvent):
             self.aliases_seen = getattr(self, "aliases_seen", 0) + 1
             if self.aliases_seen > self.max_aliases:
-                mark = self.peek_event().start_mark
+                mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
                 raise ScenarioError(f"uses more than {self.max_aliases} YAML aliases (*name); scenarios need few "
                                     "or none (an alias bomb?).", path=self.name, line=mark.line + 1)
-        return super().compose_node(parent, index)  # type: ignore[no-any-return]
+        return super().compose_node(parent, index)  # type: ignore[arg-type]
 
 
 def compose(text: str, path: str, limits: Limits | None = None) -> yaml.Node | None:

@@ -119,7 +119,7 @@ class NodeReader:
             by: dict[str, str] = {}
             for key, key_node, value in self.mapping(node, what, BACKENDS):
                 if isinstance(value, yaml.MappingNode):
-                    (name, _, file_node), = self.mapping(value, f"{what} for {key}", ("file",)) or [("", None, value)]
+                    (name, _, file_node), = self.mapping(value, f"{what} for {key}", ("file",)) or [("", None, value)]  # type: ignore[list-item]
                     by[key] = self.file_text(file_node, f"{what} for {key}")
                 else:
                     by[key] = self.text(value, f"{what} for {key}")
