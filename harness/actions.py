@@ -9,9 +9,10 @@ advisory lock waits happen in the server, where the engine sees them itself.
 
 Redis keys are namespaced by the session's database name (``harness:<db>:<key>``): every scenario run
 gets a fresh database, so runs sharing one Redis server never see each other's locks.  A session's
-lock token is ``<session>:<nonce>`` with one nonce per :func:`build_actions`, so an ``unlock`` step
-finds its own ``lock`` step's token without keeping lock objects between steps, and a waiter can name
-the holder session.
+lock token is ``<session>:<nonce>``, so an ``unlock`` step finds its own ``lock`` step's token without
+keeping lock objects between steps, and a waiter can name the holder session.  The nonce is fixed
+(``run``): the namespace already makes tokens unique, and a token that changed from run to run would
+make the same interleaving give different step results.
 
 Fault steps act on another session through ``ctx.faults`` (:class:`~harness.engine.FaultPort`): the
 engine's in a listed interleaving, the explorer's Race when a scenario is explored; the action itself
@@ -20,7 +21,6 @@ only checks its args for the backend it runs on.
 
 from __future__ import annotations
 
-import secrets
 import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
@@ -128,7 +128,7 @@ class LockActions:
     """The lock, unlock and expire_lease actions, sharing one lazily made Redis client."""
 
     redis_info: Callable[[], ConnInfo] | None = None
-    nonce: str = field(default_factory=lambda: secrets.token_hex(4))
+    nonce: str = "run"
     default_timeout_ms: float = 30_000  # a Redis wait is a client loop: the engine cannot cancel it
     _client: Any = None
     _lock: threading.Lock = field(default_factory=threading.Lock)

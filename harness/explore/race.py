@@ -262,7 +262,9 @@ class Race:
         self._clock_in_setup = False  # a skew_clock fault installs the PostgreSQL clock schema in setup
         self._outlasting: set[str] = set()  # actors whose partitions outlast Redis leases
         self._redis_keys: set[str] = set()  # deleted after every schedule: state must not leak
-        self.redis_namespace = False  # scenario lock steps use harness:<database>:* keys: reset them all
+        self.redis_namespace = False
+        # scenario sessions: the steps each runs when a listed order is replayed (None: all of them)
+        self.step_plan: dict[str, list[str]] | None = None  # scenario lock steps use harness:<database>:* keys: reset them all
         # PostgreSQL connections are kept between schedules (a connect forks a backend: ~3 ms, four
         # per schedule were a third of its time); a DISCARD-style reset gives each a clean session
         self._idle: dict[bool, list[Any]] = {True: [], False: []}
@@ -687,7 +689,8 @@ class Race:
         raise HarnessError(f"unknown lock kind {kind!r}; use redis, get_lock or advisory.")
 
     def call(self, label: str, conn: Any, fn: Callable[[], Any], *, statement: bool = True,
-             step: str | None = None, sql: str | None = None) -> Any:
+             step: str | None = None, sql: str | None = None,
+             on_error: Callable[[BaseException], Any] | None = None) -> Any:
         """Run ``fn`` (a call on the raw connection ``conn``) as a scheduling point whose waits in the
         server are watched; for actors that drive a connection themselves (scenario sessions).  At a
         ``statement`` a fault armed for the actor fires as on an instrumented connection; ``conn`` is
@@ -695,10 +698,14 @@ class Race:
         sched = self._scheduler
         if sched is None:
             return fn()
-        sid = self.dialect.session_id(conn)
-        sched.register_session(sid)
-
-        return sched.db_call(label, sid, fn, conn=conn, commits=statement, faults=statement, step=step, sql=sql)
+        try:
+            sid: int | None = self.dialect.session_id(conn)
+        except Exception:  # a connection already lost: nothing to watch in the server
+            sid = None
+        if sid is not None:
+            sched.register_session(sid)
+        return sched.db_call(label, sid, fn, conn=conn, commits=statement, faults=statement, step=step, sql=sql,
+                             on_error=on_error)
 
     def step_lock_observer(self) -> Any:
         """The lock observer for a scenario step's lock action: its waits are the scheduler's facts

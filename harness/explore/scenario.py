@@ -22,11 +22,13 @@ from typing import Any, Callable
 
 from ..check import check_violations, step_violations
 from ..dialect import ConnInfo
+from ..dialect.base import error_info
 from ..engine import ActionContext
 from ..errors import HarnessError, ScenarioError
 from ..provision import Database, Server
 from ..results import Outcome
 from ..scenario.model import ActorSpec, FaultSpec, Scenario, Session
+from ..trace import ErrorInfo, StepResult
 from .race import Race, ScheduleOutcome
 from .strategies import StepChooser
 
@@ -68,28 +70,38 @@ def _session_actor(race: Race, session: Session, backend: str, actions: dict[str
             if sql:
                 dialect.run_sql(conn, sql)
         lost: str | None = None  # the step whose call found the connection gone
-        for step in session.steps:
+
+        def as_result(exc: BaseException) -> StepResult:
+            """A step's error is its result, as in a listed interleaving (an injected server error, or
+            the connection lost to a kill or a lost acknowledgement); anything else is a harness bug."""
+            if isinstance(exc, ConnectionError) or dialect.is_connection_error(exc) or _closed(conn):
+                return StepResult(error=ErrorInfo("connection", f"connection lost: {exc}", "FATAL"))
+            if dialect.error_code(exc) is None:
+                raise exc
+            return StepResult(error=error_info(exc))
+
+        plan = race.step_plan.get(session.name) if race.step_plan is not None else None
+        by_name = {s.name: s for s in session.steps}
+        for step in session.steps if plan is None else [by_name[name] for name in plan]:
             if lost is not None:  # as in a listed interleaving, the step fails without being sent
-                race.point(f"{step.name}: not sent, session {session.name}'s connection was lost at step {lost}")
+                refused = StepResult(error=ErrorInfo("connection", f"session {session.name}'s connection was lost at "
+                                                     f"step {lost}; its later steps fail without being sent"))
+                race.call(f"{step.name}: not sent", conn, lambda: refused, statement=False, step=step.name)
                 continue
-            try:
-                if step.action is not None:
-                    action_ctx = ActionContext(session.name, conn, dialect, step.args, _NoWorker(), faults=faults,
-                                               lock_observer=race.step_lock_observer())
-                    race.call(f"{step.name}: {step.action}", conn, functools.partial(actions[step.action], action_ctx),
-                              statement=False, step=step.name)
-                else:
-                    sql = step.sql.for_backend(backend) if step.sql else None
-                    if sql is None:
-                        raise HarnessError(f"step {step.name!r} has no SQL for {backend}")
-                    race.call(f"{step.name}: {sql}", conn, functools.partial(dialect.run_sql, conn, sql),
-                              step=step.name, sql=sql)
-            except Exception as exc:  # a fault of this session fired (the scheduler traced the call's error)
-                if isinstance(exc, ConnectionError) or _closed(conn):
-                    lost = step.name  # killed, or closed after a lost acknowledgement
-                elif dialect.error_code(exc) is None:
-                    raise
-                # else an injected server error: the step's result, as a real error is with run_sql
+            if step.action is not None:
+                action_ctx = ActionContext(session.name, conn, dialect, step.args, _NoWorker(), faults=faults,
+                                           lock_observer=race.step_lock_observer())
+                result = race.call(f"{step.name}: {step.action}", conn,
+                                   functools.partial(actions[step.action], action_ctx), statement=False,
+                                   step=step.name, on_error=as_result)
+            else:
+                sql = step.sql.for_backend(backend) if step.sql else None
+                if sql is None:
+                    raise HarnessError(f"step {step.name!r} has no SQL for {backend}")
+                result = race.call(f"{step.name}: {sql}", conn, functools.partial(dialect.run_sql, conn, sql),
+                                   step=step.name, sql=sql, on_error=as_result)
+            if isinstance(result, StepResult) and result.error is not None and result.error.code == "connection":
+                lost = step.name  # killed, or closed after a lost acknowledgement
         if lost is None:
             for block in session.teardown:
                 sql = block.for_backend(backend)
@@ -237,7 +249,12 @@ def replay_scenario(race: Race, scenario: Scenario, schedule: str) -> ScheduleOu
     moves = schedule.replace(",", " ").split()
     steps = {step.name: session.name for session in scenario.sessions for step in session.steps}
     if moves and all(m in steps for m in moves) and not any(m in race.actors for m in moves):
-        return race.run_schedule(StepChooser([(steps[m], m) for m in moves]))
+        # a listed order: each session runs the steps it lists (a file may define alternatives)
+        race.step_plan = {s.name: [m for m in moves if steps[m] == s.name] for s in scenario.sessions}
+        try:
+            return race.run_schedule(StepChooser([(steps[m], m) for m in moves]))
+        finally:
+            race.step_plan = None
     return race.replay(moves)
 
 

@@ -136,14 +136,16 @@ class Scheduler(Conductor):
             return [sid for sid, name in self._sids.items() if name == actor]
 
     def call(self, label: str, sid: int | None, fn: Callable[[], Any], *, point: bool = True,
-             commits: bool = False, step: str | None = None, sql: str | None = None) -> Any:
+             commits: bool = False, step: str | None = None, sql: str | None = None,
+             on_error: Callable[[BaseException], Any] | None = None) -> Any:
         """A scheduling point followed by a database call that may block in the server.
 
         ``point=False``: no decision before the call (a lock's own helper statements), but a wait in
         the server is still seen and the call still pauses before its actor goes on after one.
         ``commits``: the call may commit (COMMIT, or any autocommit statement): if the connection is
         lost during it, its outcome is unknown and the error is tagged so (see :mod:`.history`).
-        ``step``/``sql``: the scenario step and statement the call runs, as the trace names them."""
+        ``step``/``sql``: the scenario step and statement the call runs, as the trace names them;
+        ``on_error(exc)`` turns an error into the call's result (a scenario step's error is its result)."""
         if point:
             self.point(label)
         actor = self.current()
@@ -165,6 +167,9 @@ class Scheduler(Conductor):
                 error = self.dialect.deadlock_error(exc)
             if commits and self.dialect is not None and self.dialect.is_connection_error(error):
                 mark_indeterminate(error)
+            if on_error is not None and not isinstance(exc, (ScheduleAborted, FaultSkipped)):
+                value, error = on_error(error), None
+                return value
             if error is exc:
                 raise
             raise error from None
@@ -184,7 +189,7 @@ class Scheduler(Conductor):
 
     def db_call(self, label: str, sid: int | None, fn: Callable[[], Any], *, conn: Any, point: bool = True,
                 commits: bool = False, faults: bool = True, step: str | None = None,
-                sql: str | None = None) -> Any:
+                sql: str | None = None, on_error: Callable[[BaseException], Any] | None = None) -> Any:
         """:meth:`call` for a database statement on ``conn``, where a fault armed for the actor fires
         (after the grant): an injected error instead of the call, a "before" function first, or a
         lost acknowledgement after a call that commits -- the connection is closed and the driver's
@@ -203,7 +208,7 @@ class Scheduler(Conductor):
                     raise fault[1]
             return value
 
-        return self.call(label, sid, with_faults, point=point, commits=commits, step=step, sql=sql)
+        return self.call(label, sid, with_faults, point=point, commits=commits, step=step, sql=sql, on_error=on_error)
 
     def lock_blocked(self, lock: str, key: str, holder: str | None) -> None:
         """The current actor failed to take a lock the database cannot see (e.g. Redis) and will wait."""

@@ -12,6 +12,8 @@ from typing import Any, Iterator, Sequence
 
 from hypothesis import strategies as st
 
+from ..errors import Divergence
+
 
 def parse_schedule(text: str) -> list[str]:
     """``"A A B"`` or ``"A,A,B"`` -> ["A", "A", "B"]."""
@@ -57,8 +59,12 @@ class StepChooser:
         if self.pos >= len(self.steps):
             return runnable[0]
         session, step = self.steps[self.pos]
-        if session in runnable and str(self.labels(session)).startswith(f"{step}: "):
+        label = str(self.labels(session))
+        if session in runnable and label.startswith(f"{step}: "):
             self.pos += 1
+        elif session in runnable and label != "start" and not label.startswith(("resume after ", "retry ")):
+            raise Divergence(f"the listed order cannot be followed: step {step} is next, but session {session} "
+                             f"is at {label.split(':', 1)[0]!r}")
         return session  # its start/resume move, the step itself, or not runnable: a divergence
 
 
