@@ -496,22 +496,27 @@ class Race:
 
     def _failure_text(self, outcome: ScheduleOutcome, headline: str) -> str:
         saved = self.save_schedule(outcome)
-        return (f"{headline}; minimal schedule ({outcome.preemptions} preemption(s)):\n{outcome.describe()}\n"
-                f"replay: {self.replay_hint(outcome.schedule_text)}" + (f"\nsaved: {saved}" if saved else ""))
+        from ..redact import sanitize
+
+        return sanitize(f"{headline}; minimal schedule ({outcome.preemptions} preemption(s)):\n{outcome.describe()}\n"
+                        f"replay: {self.replay_hint(outcome.schedule_text)}" + (f"\nsaved: {saved}" if saved else ""))
 
     def save_schedule(self, outcome: ScheduleOutcome) -> Path | None:
         """Write the failing schedule to a JSON file (for ``harness replay FILE``)."""
         if self.save_dir is None:
             return None
-        import json
-        import re
+        import shlex
 
-        self.save_dir.mkdir(parents=True, exist_ok=True)
-        path = self.save_dir / (re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{self.name}-{self.backend}") + ".json")
-        path.write_text(json.dumps({"kind": "race", "race": self.name, "backend": self.backend,
-                                    "schedule": outcome.schedule_text, "violations": outcome.violations,
-                                    "replay": self.replay_hint(outcome.schedule_text)}, indent=1))
-        return path
+        from ..replay import save_schedule
+
+        hint = self.replay_hint(outcome.schedule_text)  # built with shlex.quote: splits back exactly
+        try:
+            argv = shlex.split(hint)
+        except ValueError:  # not a command line; `harness replay` will refuse it
+            argv = [hint]
+        return save_schedule(self.save_dir, f"{self.name}-{self.backend}",
+                             {"kind": "race", "race": self.name, "backend": self.backend,
+                              "schedule": outcome.schedule_text, "violations": outcome.violations}, argv)
 
     # -- handles for actors --------------------------------------------------------------------------
     def _sched(self) -> Scheduler | None:
