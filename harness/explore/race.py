@@ -703,7 +703,8 @@ class Race:
         from redis.retry import Retry
 
         info = self._via_link("redis", self.redis_info) if actor_side else self.redis_info
-        return redis.Redis(host=info.host, port=info.port, retry=Retry(NoBackoff(), 0), socket_timeout=30)
+        return redis.Redis(host=info.host, port=info.port, password=info.password or None,
+                           retry=Retry(NoBackoff(), 0), socket_timeout=30)
 
     def _reset_redis(self) -> None:
         if not self._redis_keys:
