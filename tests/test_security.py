@@ -148,7 +148,10 @@ def test_dsn_passwords_reach_no_file_and_no_output(tmp_path: Path, pg_server: Se
     assert unreachable.returncode == 2 and "mysql://root:***@127.0.0.1:1/" in unreachable.stderr, unreachable.stderr
     results = json.loads((tmp_path / "results.json").read_text())
     assert "--pg-dsn postgresql://postgres:***@" in results["command"]
-    assert list((tmp_path / "reports" / "schedules").glob("*.json")), "the exploration saved its schedule"
+    (saved,) = (tmp_path / "reports" / "schedules").glob("*.json")  # the exploration's minimal schedule
+    replayed = run_harness("replay", str(saved), env={**env, "HARNESS_PG_DSN": pg_dsn, "HARNESS_BACKENDS": "postgres"},
+                           cwd=tmp_path)
+    assert replayed.returncode == 0 and "violation of both_counted found" in replayed.stdout, replayed.stdout + replayed.stderr
 
     test = subprocess.run(
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "scenarios/sec.yaml", "--backend", "postgres,mysql",
@@ -163,5 +166,6 @@ def test_dsn_passwords_reach_no_file_and_no_output(tmp_path: Path, pg_server: Se
     for secret in secrets:
         for where, text in [("harness run stdout", run.stdout), ("harness run stderr", run.stderr),
                             ("unreachable DSN error", unreachable.stdout + unreachable.stderr),
+                            ("harness replay", replayed.stdout + replayed.stderr),
                             ("pytest stdout", test.stdout), ("pytest stderr", test.stderr), ("files", written)]:
             assert secret not in text, f"a password reached {where}"
