@@ -16,7 +16,7 @@ import pytest
 
 from harness.errors import HarnessError
 from harness.report.text import print_outcomes
-from harness.results import Outcome, RunResults
+from harness.results import RunResults
 from harness.scenario.yaml_loader import load_file
 
 from .conftest import ROOT, run_harness

@@ -418,7 +418,7 @@ class LocalProcess:
                     self.flavor.set_password(self.rundir, self.info)
                     self._password_set = True
                 return
-            log = _tail(self.log, 12)
+            log = _tail(self.log, 12).replace(self.password, "***")  # a failed init file may echo it
             if outcome == "exited" and any(m in log for m in self.flavor.bind_error) and new_port_on_conflict:
                 self.port = free_port()
                 continue
