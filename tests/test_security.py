@@ -110,6 +110,10 @@ def test_local_servers_need_this_runs_password(server_factory, service: str) -> 
     proc = server.lifecycle.proc  # type: ignore[attr-defined]
     assert password not in Path(f"/proc/{proc.pid}/cmdline").read_text(errors="replace")  # `ps` shows argv
     assert server.lifecycle.rundir.stat().st_mode & 0o077 == 0  # type: ignore[attr-defined]
+    if service == "postgres":  # stored as a verifier made by the harness, never as the password
+        with server.dialect.connect(server.info) as conn:
+            stored = conn.execute("SELECT rolpassword FROM pg_authid WHERE rolname = 'postgres'").fetchone()[0]
+        assert stored.startswith("SCRAM-SHA-256$16:") and password not in stored
 
 
 def test_restarted_servers_keep_their_password(server_factory) -> None:
