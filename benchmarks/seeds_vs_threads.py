@@ -187,7 +187,7 @@ def threads_side(seed: Seed, database: Any, redis_info: Any, variant: str, secon
         for c in conns:
             clock.freeze(c, FROZEN)
     elif seed.lock == "redis":
-        rclient = redis_lib.Redis(host=redis_info.host, port=redis_info.port)
+        rclient = redis_lib.Redis(host=redis_info.host, port=redis_info.port, password=redis_info.password or None)
         key = f"bench:{secrets.token_hex(4)}:{RULE.lock_key}"
     else:
         lock_conns = [dialect.connect(database.info, autocommit=True) for _ in range(2)]

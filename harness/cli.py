@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from .provision import Server
     from .results import Outcome
     from .scenario.model import Scenario
+from .redact import mask_url, sanitize
 
 
 def _add_server_options(p: argparse.ArgumentParser) -> None:
@@ -101,7 +102,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             errors.append(str(exc))
     if errors:
         for e in errors:
-            print(f"harness: error: {_printable(e)}", file=sys.stderr)
+            print(f"harness: error: {sanitize(e)}", file=sys.stderr)
         return 2
     schedule = getattr(args, "schedule", None)
     if args.interleaving is not None or schedule is not None:  # checked before any server starts
@@ -117,7 +118,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     exploring_only = args.command == "explore"
 
     results = RunResults(started=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-                         harness_version=__version__, command=" ".join(["harness", *sys.argv[1:]]))
+                         harness_version=__version__, command=mask_url(" ".join(["harness", *sys.argv[1:]])))
     started = time.perf_counter()
     pool = ServerPool(settings)
     exit_code = 0
@@ -172,29 +173,25 @@ def _explore_one(scenario: Scenario, backend: str, server: Server, pool: ServerP
                                    schedule=schedule,
                                    progress=lambda done, total: bar.advance(0), private=pool.private)
     if outcome.schedule and schedule is None:  # keep the found schedule for `harness replay FILE`
-        import re
+        from .replay import save_schedule
 
-        folder = Path("reports") / "schedules"
-        folder.mkdir(parents=True, exist_ok=True)
-        name = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{scenario.name}-{backend}") + ".json"
-        (folder / name).write_text(json.dumps({"kind": "scenario", "path": scenario.path, "backend": backend,
-                                               "schedule": " ".join(outcome.schedule), "replay": outcome.replay,
-                                               "violations": outcome.violated}, indent=1))
+        save_schedule(Path("reports") / "schedules", f"{scenario.name}-{backend}",
+                      {"kind": "scenario", "path": scenario.path, "backend": backend,
+                       "schedule": " ".join(outcome.schedule), "violations": outcome.violated},
+                      outcome.replay_argv)
     return outcome
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    """Replay a saved schedule file (written when an exploration or a race test fails)."""
+    """Replay a saved schedule file: only a validated harness/pytest argv, run without a shell."""
+    import shlex
     import subprocess
 
-    try:
-        saved = json.loads(Path(args.saved).read_text())
-        command = saved["replay"]
-    except (OSError, ValueError, KeyError) as exc:
-        raise HarnessError(f"{args.saved}: not a saved schedule file ({exc}); those are written to "
-                           "reports/schedules/ when an exploration or a race test fails.") from None
-    print(f"replaying: {command}", flush=True)
-    return subprocess.call(command, shell=True)
+    from .replay import command, replay_argv
+
+    argv = replay_argv(Path(args.saved))
+    print(f"replaying: {sanitize(shlex.join(argv))}", flush=True)
+    return subprocess.call(command(argv))
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -278,8 +275,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _printable(message: str) -> str:
-    """Escape control characters a user-given value may carry, so the error stays one readable paragraph."""
-    return "".join(c if c.isprintable() or c == "\n" else repr(c)[1:-1] for c in message.rstrip("\n"))
+    """A user-given value in an error: control characters escaped, passwords masked (one paragraph)."""
+    return sanitize(message.rstrip("\n"))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -294,7 +291,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except HarnessError as exc:
-        print(f"harness: error: {_printable(str(exc))}", file=sys.stderr)
+        print(f"harness: error: {sanitize(str(exc))}", file=sys.stderr)
         return 2
     except Terminated:
         print("harness: terminated (SIGTERM); servers stopped", file=sys.stderr)

@@ -18,6 +18,7 @@ from .errors import ProvisionError
 from .provision import docker_available, local_available, start_server
 from .provision.binaries import INSTALL_HINT
 from .provision.local import start_local
+from .redact import mask_url, sanitize
 
 
 @dataclass
@@ -72,11 +73,11 @@ def format_report(reports: list[ServiceReport], settings: Settings) -> tuple[str
         lines.append(f"{mark}{rep.service}  (provisioner: {rep.chosen})")
         lines.append(f"     local : {'yes, ' if rep.local[0] else 'no: '}{rep.local[1]}")
         lines.append(f"     docker: {'yes, ' if rep.docker[0] else 'no: '}{rep.docker[1]}")
-        lines.append(f"     dsn   : {rep.dsn or 'none given'}")
+        lines.append(f"     dsn   : {mask_url(rep.dsn) if rep.dsn else 'none given'}")
         if rep.cold_s is not None or rep.warm_s is not None:
             cold = f"cold {rep.cold_s:.2f}s, " if rep.cold_s is not None else ""
             lines.append(f"     start : {cold}warm {rep.warm_s:.2f}s (median)")
-        lines.append(f"     {'running: ' if rep.works else 'problem: '}{rep.detail}")
+        lines.append(f"     {'running: ' if rep.works else 'problem: '}{sanitize(rep.detail)}")
         if rep.service in needed and not rep.works:
             ok = False
     lines.append("")

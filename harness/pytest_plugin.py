@@ -28,6 +28,7 @@ from .errors import HarnessError
 from .pool import ServerPool
 from .provision import Database, Server
 from .provision.local import start_local
+from .redact import mask_url, sanitize
 from .signals import EXIT_SIGTERM, die_with_parent, handle_sigterm, terminated
 
 if TYPE_CHECKING:
@@ -73,7 +74,7 @@ def pytest_configure(config: pytest.Config) -> None:
     try:
         settings = _settings(config)
     except HarnessError as exc:
-        raise pytest.UsageError(str(exc)) from None
+        raise pytest.UsageError(sanitize(str(exc))) from None
     workerinput = getattr(config, "workerinput", None)
     handle_sigterm()  # SIGTERM unwinds like Ctrl-C: pytest_unconfigure stops the servers
     attached = json.loads(workerinput[WORKERINPUT_KEY]) if workerinput and WORKERINPUT_KEY in workerinput else {}
@@ -149,7 +150,7 @@ class _ReportWriter:
         from .results import Outcome, RunResults
 
         results = RunResults(outcomes=[Outcome.from_json(json.loads(v)) for v in self.outcomes],
-                             command="pytest " + " ".join(self.config.invocation_params.args))
+                             command=mask_url("pytest " + " ".join(self.config.invocation_params.args)))
         results.servers = {b: o.trace.server for v in self.outcomes
                            for o in [Outcome.from_json(json.loads(v))] for b in [o.backend] if o.trace}
         path = write_report(results, self.folder)
@@ -175,7 +176,7 @@ def _get(pool: ServerPool, service: str) -> Server:
     try:
         return pool.get(service)
     except HarnessError as exc:
-        pytest.fail(str(exc), pytrace=False)
+        pytest.fail(sanitize(str(exc)), pytrace=False)
 
 
 @pytest.fixture(scope="session")
@@ -207,7 +208,7 @@ def _fresh(server: Server) -> Iterator[Database]:
     try:
         db = server.create_database()
     except HarnessError as exc:
-        pytest.fail(str(exc), pytrace=False)
+        pytest.fail(sanitize(str(exc)), pytrace=False)
     try:
         yield db
     finally:
@@ -246,7 +247,7 @@ def server_factory(harness_settings: Settings) -> Iterator[Callable[[str], Serve
         try:
             server = start_local(service, settings, options=options)
         except HarnessError as exc:
-            pytest.fail(str(exc), pytrace=False)
+            pytest.fail(sanitize(str(exc)), pytrace=False)
         started.append(server)
         return server
 
@@ -310,7 +311,7 @@ class ScenarioFile(pytest.File):
             listed = scenario.sessions and (scenario.interleavings or scenario.explore is None)
             interleavings = interleavings_of(scenario) if listed else []
         except HarnessError as exc:
-            raise self.CollectError(str(exc)) from None
+            raise self.CollectError(sanitize(str(exc))) from None
         pool = self.config.stash[POOL_KEY]
         for backend in [b for b in pool.settings.backends if b in scenario.backends]:
             for il in interleavings:
@@ -348,7 +349,7 @@ class ScenarioItem(pytest.Item):
                 lines += trace_lines(o.trace)
             lines.append(f"schedule: {' '.join(o.schedule)}")
             lines.append(f"replay:   {o.replay}")
-            return "\n".join(lines)
+            return sanitize("\n".join(lines))  # the terminal and JUnit XML: no control codes, no passwords
         return str(super().repr_failure(excinfo))
 
     def reportinfo(self) -> tuple[Any, int, str]:

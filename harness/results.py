@@ -8,6 +8,7 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Any
 
+from .redact import mask_all
 from .trace import Trace
 
 SCHEMA_VERSION = 1
@@ -37,25 +38,31 @@ class Outcome:
     replayed: bool = False  # explorations: the schedule was given by the user, not found and minimized
 
     @property
-    def replay(self) -> str:
-        """The command that reproduces exactly this outcome."""
+    def replay_argv(self) -> list[str]:
+        """The command that reproduces exactly this outcome, as an argv (saved schedules keep this)."""
         if self.kind == "exploration":
             if not self.schedule:
-                return f"harness explore {shlex.quote(self.path)} --backend {self.backend}"
-            return (f"harness run {shlex.quote(self.path)} --backend {self.backend} "
-                    f"--schedule {shlex.quote(' '.join(self.schedule))}")
-        return (f"harness run {shlex.quote(self.path)} --backend {self.backend} "
-                f"--interleaving {shlex.quote(' '.join(self.schedule))}")
+                return ["harness", "explore", self.path, "--backend", self.backend]
+            return ["harness", "run", self.path, "--backend", self.backend, "--schedule", " ".join(self.schedule)]
+        return ["harness", "run", self.path, "--backend", self.backend, "--interleaving", " ".join(self.schedule)]
+
+    @property
+    def replay(self) -> str:
+        """:attr:`replay_argv` as a shell line, for people to copy."""
+        return shlex.join(self.replay_argv)
 
     def to_json(self) -> dict[str, Any]:
-        return {"scenario": self.scenario, "path": self.path, "backend": self.backend, "label": self.label,
-                "schedule": list(self.schedule), "passed": self.passed, "expected": self.expected,
-                "violated": list(self.violated), "problems": list(self.problems),
-                "duration": round(self.duration, 6), "error": self.error, "kind": self.kind,
-                "schedules_run": self.schedules_run, "seed": self.seed, "found_after": self.found_after,
-                "preemptions": self.preemptions, "exhausted": self.exhausted, "stop_reason": self.stop_reason,
-                "replayed": self.replayed, "replay": self.replay,
-                "trace": self.trace.to_json() if self.trace else None}
+        """Plain data, with any ``scheme://user:password@`` in it masked (it is written and shown)."""
+        data: dict[str, Any] = mask_all({
+            "scenario": self.scenario, "path": self.path, "backend": self.backend, "label": self.label,
+            "schedule": list(self.schedule), "passed": self.passed, "expected": self.expected,
+            "violated": list(self.violated), "problems": list(self.problems),
+            "duration": round(self.duration, 6), "error": self.error, "kind": self.kind,
+            "schedules_run": self.schedules_run, "seed": self.seed, "found_after": self.found_after,
+            "preemptions": self.preemptions, "exhausted": self.exhausted, "stop_reason": self.stop_reason,
+            "replayed": self.replayed, "replay": self.replay,
+            "trace": self.trace.to_json() if self.trace else None})
+        return data
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> "Outcome":
@@ -77,16 +84,18 @@ class RunResults:
     duration: float = 0.0
     harness_version: str = ""
     servers: dict[str, str] = field(default_factory=dict)  # backend -> "postgres 15.18"
-    command: str = ""
+    command: str = ""  # as typed; masked when written or shown
 
     @property
     def passed(self) -> bool:
         return all(o.passed for o in self.outcomes)
 
     def to_json(self) -> dict[str, Any]:
-        return {"schema": SCHEMA_VERSION, "started": self.started, "duration": round(self.duration, 6),
-                "harness_version": self.harness_version, "servers": dict(self.servers), "command": self.command,
-                "passed": self.passed, "outcomes": [o.to_json() for o in self.outcomes]}
+        """Plain data, passwords masked: ``command`` is the argv, which may hold a ``--pg-dsn``."""
+        head = mask_all({"schema": SCHEMA_VERSION, "started": self.started, "duration": round(self.duration, 6),
+                         "harness_version": self.harness_version, "servers": dict(self.servers),
+                         "command": self.command, "passed": self.passed})
+        return {**head, "outcomes": [o.to_json() for o in self.outcomes]}
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> "RunResults":

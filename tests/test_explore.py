@@ -225,7 +225,8 @@ def test_psycopg2_connections_are_instrumented_too(race: Race, tmp_path) -> None
     race.teardown("DROP TABLE rules")
 
     def via_psycopg2(ctx):
-        raw = race.track(psycopg2.connect(host=info.host, port=info.port, user=info.user, dbname=info.dbname))
+        raw = race.track(psycopg2.connect(host=info.host, port=info.port, user=info.user, password=info.password,
+                                          dbname=info.dbname))
         apps.check_then_insert(instrument(raw, race._sched))
 
     race.actor("A", via_psycopg2)

@@ -78,6 +78,7 @@ def test_libpq_environment_and_default_conninfo(pg_database, monkeypatch: pytest
     monkeypatch.setenv("PGHOST", info.host)
     monkeypatch.setenv("PGPORT", str(info.port))
     monkeypatch.setenv("PGUSER", info.user)
+    monkeypatch.setenv("PGPASSWORD", info.password)  # local servers have a per-run password
     spec = b"session s1\nstep s1 { SELECT current_database() AS db, current_setting('application_name') AS app; }\n"
     monkeypatch.setenv("PGAPPNAME", "isolation/env")
     rc, out = run_ours([], spec)

@@ -34,7 +34,7 @@ def test_local_server_starts_answers_and_stops_cleanly(server_factory, service: 
     assert server.info.host == "127.0.0.1"
     assert rundir.is_dir()
     if service == "redis":
-        client = redis.Redis(host=server.info.host, port=server.info.port)
+        client = redis.Redis(host=server.info.host, port=server.info.port, password=server.info.password or None)
         assert client.set("k", "v") and client.get("k") == b"v"
         client.close()
     else:

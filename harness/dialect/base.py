@@ -23,7 +23,7 @@ class ConnInfo:
     host: str
     port: int
     user: str = ""
-    password: str = ""
+    password: str = field(default="", repr=False)  # never in a repr, an assertion message or a log
     dbname: str = ""
     params: tuple[tuple[str, str], ...] = field(default_factory=tuple)
 
@@ -43,9 +43,9 @@ class ConnInfo:
 
     def redacted(self) -> str:
         """The DSN with the password hidden, for messages and reports."""
-        return self.dsn if not self.password else self.dsn.replace(
-            ":" + urllib.parse.quote(self.password, safe="") + "@", ":***@", 1
-        )
+        from ..redact import mask_url
+
+        return mask_url(self.dsn)
 
     def to_json(self) -> dict[str, Any]:
         return {"scheme": self.scheme, "host": self.host, "port": self.port, "user": self.user,

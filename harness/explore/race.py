@@ -586,23 +586,28 @@ class Race:
 
     def _failure_text(self, outcome: ScheduleOutcome, headline: str, replayed: bool = False) -> str:
         saved = self.save_schedule(outcome)
+        from ..redact import sanitize
+
         what = "replayed schedule" if replayed else "minimal schedule"
-        return (f"{headline}; {what} ({outcome.preemptions} preemption(s)):\n{outcome.describe()}\n"
-                f"replay: {self.replay_hint(outcome.schedule_text)}" + (f"\nsaved: {saved}" if saved else ""))
+        return sanitize(f"{headline}; {what} ({outcome.preemptions} preemption(s)):\n{outcome.describe()}\n"
+                        f"replay: {self.replay_hint(outcome.schedule_text)}" + (f"\nsaved: {saved}" if saved else ""))
 
     def save_schedule(self, outcome: ScheduleOutcome) -> Path | None:
         """Write the failing schedule to a JSON file (for ``harness replay FILE``)."""
         if self.save_dir is None:
             return None
-        import json
-        import re
+        import shlex
 
-        self.save_dir.mkdir(parents=True, exist_ok=True)
-        path = self.save_dir / (re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{self.name}-{self.backend}") + ".json")
-        path.write_text(json.dumps({"kind": "race", "race": self.name, "backend": self.backend,
-                                    "schedule": outcome.schedule_text, "violations": outcome.violations,
-                                    "replay": self.replay_hint(outcome.schedule_text)}, indent=1))
-        return path
+        from ..replay import save_schedule
+
+        hint = self.replay_hint(outcome.schedule_text)  # built with shlex.quote: splits back exactly
+        try:
+            argv = shlex.split(hint)
+        except ValueError:  # not a command line; `harness replay` will refuse it
+            argv = [hint]
+        return save_schedule(self.save_dir, f"{self.name}-{self.backend}",
+                             {"kind": "race", "race": self.name, "backend": self.backend,
+                              "schedule": outcome.schedule_text, "violations": outcome.violations}, argv)
 
     # -- handles for actors --------------------------------------------------------------------------
     def _sched(self) -> Scheduler | None:
@@ -813,7 +818,8 @@ class Race:
         from redis.retry import Retry
 
         info = self._via_link("redis", self.redis_info) if actor_side else self.redis_info
-        return redis.Redis(host=info.host, port=info.port, retry=Retry(NoBackoff(), 0), socket_timeout=30)
+        return redis.Redis(host=info.host, port=info.port, password=info.password or None,
+                           retry=Retry(NoBackoff(), 0), socket_timeout=30)
 
     def _reset_redis(self) -> None:
         """Delete what the schedule left in Redis: the keys race locks used and, when scenario steps

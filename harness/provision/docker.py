@@ -11,6 +11,7 @@ from typing import Any
 from ..config import Settings
 from ..dialect import ConnInfo
 from ..errors import ProvisionError
+from .auth import new_password
 from .base import Server
 from .dsn import describe_server
 
@@ -50,26 +51,27 @@ def start_docker(service: str, settings: Settings) -> Server:
         raise ProvisionError(f"--provisioner=docker was chosen for {service} but {why}. Start Docker, or use "
                              "--provisioner=local with installed server binaries.")
     image = settings.image[service]
+    password = new_password()  # per container, like local servers: no well-known password on a published port
     if service == "postgres":
         from testcontainers.postgres import PostgresContainer
 
-        container: Any = PostgresContainer(image, username="postgres", password="harness", dbname="postgres")
+        container: Any = PostgresContainer(image, username="postgres", password=password, dbname="postgres")
         container.with_command(f"postgres -c max_prepared_transactions=10 -c fsync={'on' if settings.fsync else 'off'}"
                                f" -c deadlock_timeout={settings.deadlock_timeout_ms}ms")
-        port, scheme, user, password, db = 5432, "postgresql", "postgres", "harness", "postgres"
+        port, scheme, user, db = 5432, "postgresql", "postgres", "postgres"
     elif service == "mysql":
         from testcontainers.mysql import MySqlContainer
 
-        container = MySqlContainer(image, root_password="harness")
+        container = MySqlContainer(image, root_password=password, password=password)  # its "test" user too
         container.with_command("--performance-schema=ON --performance-schema-instrument=wait/lock/metadata/sql/mdl=ON"
                                " --innodb-status-output-locks=ON"
                                f" --innodb-lock-wait-timeout={settings.lock_wait_timeout}")
-        port, scheme, user, password, db = 3306, "mysql", "root", "harness", ""
+        port, scheme, user, db = 3306, "mysql", "root", ""
     else:
         from testcontainers.redis import RedisContainer
 
-        container = RedisContainer(image)
-        port, scheme, user, password, db = 6379, "redis", "", "", "0"
+        container = RedisContainer(image, password=password)
+        port, scheme, user, db = 6379, "redis", "", "0"
     try:
         container.start()
     except Exception as exc:

@@ -37,6 +37,7 @@ from filelock import FileLock
 from ..config import Settings
 from ..dialect import ConnInfo, dialect_for
 from ..errors import ProvisionError
+from . import auth
 from .base import Server
 from .binaries import FINDERS, Binaries
 
@@ -234,13 +235,17 @@ class Flavor:
     init: Callable[[Binaries, Path, RunAs | None, Path], None] | None
     command: Callable[[Binaries, Path, Path, int, Settings], list[str]]
     option: Callable[[str, str], list[str]]  # one extra server setting as command-line arguments
-    conninfo: Callable[[int], ConnInfo]
-    ready: Callable[[ConnInfo], None]
+    conninfo: Callable[[int, str], ConnInfo]  # (port, this run's password)
+    ready: Callable[[ConnInfo, Path], None]  # (info, run dir): raises until the server answers
     bind_error: tuple[str, ...]
     init_args: tuple[str, ...] = ()
+    #: writes this run's credentials into the private run dir before the first start (see auth.py)
+    secure: Callable[[Binaries, Path, str, tuple[int, int] | None], object] | None = None
+    #: sets this run's password once the server answers (PostgreSQL: no init file to do it earlier)
+    set_password: Callable[[Path, ConnInfo], None] | None = None
 
 
-_PG_INIT_ARGS = ("-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-locale", "--no-sync", "--no-instructions")
+_PG_INIT_ARGS = ("-U", "postgres", *auth.PG_AUTH_ARGS, "-E", "UTF8", "--no-locale", "--no-sync", "--no-instructions")
 
 
 def _pg_init(b: Binaries, data: Path, who: RunAs | None, log: Path) -> None:
@@ -263,8 +268,8 @@ def _pg_command(b: Binaries, data: Path, run: Path, port: int, s: Settings) -> l
     return [str(b.server), "-D", str(data)] + [a for k, v in conf.items() for a in ("-c", f"{k}={v}")]
 
 
-def _pg_ready(info: ConnInfo) -> None:
-    dialect_for("postgres").connect(info, connect_timeout=2).close()
+def _pg_ready(info: ConnInfo, run: Path) -> None:
+    auth.pg_ready(run, info.port, info.user)
 
 
 _MARIADB_INIT_ARGS = ("--innodb-log-file-size=8M", "--innodb-data-file-path=ibdata1:4M:autoextend")
@@ -293,22 +298,26 @@ def _mysql_command(b: Binaries, data: Path, run: Path, port: int, s: Settings) -
     ]
     if b.flavor == "mariadb":
         args += list(_MARIADB_INIT_ARGS)
+    if (run / "auth.sql").exists():
+        args.append(f"--init-file={run / 'auth.sql'}")
     return args
 
 
-def _mysql_ready(info: ConnInfo) -> None:
+def _mysql_ready(info: ConnInfo, run: Path) -> None:
     dialect_for("mysql").connect(info, connect_timeout=2).close()
 
 
 def _redis_command(b: Binaries, data: Path, run: Path, port: int, s: Settings) -> list[str]:
-    return [str(b.server), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+    conf = [str(run / "redis.conf")] if (run / "redis.conf").exists() else []  # must come first
+    return [str(b.server), *conf, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
             "--dir", str(run), "--unixsocket", str(run / "redis.sock"), "--daemonize", "no"]
 
 
-def _redis_ready(info: ConnInfo) -> None:
+def _redis_ready(info: ConnInfo, run: Path) -> None:
     import redis
 
-    client = redis.Redis(host=info.host, port=info.port, socket_connect_timeout=2, socket_timeout=2)
+    client = redis.Redis(host=info.host, port=info.port, password=info.password or None,
+                         socket_connect_timeout=2, socket_timeout=2)
     try:
         client.ping()
     finally:
@@ -318,18 +327,21 @@ def _redis_ready(info: ConnInfo) -> None:
 FLAVORS: dict[str, Flavor] = {
     "postgres": Flavor(
         "postgres", signal.SIGINT, _pg_init, _pg_command, lambda k, v: ["-c", f"{k}={v}"],
-        lambda port: ConnInfo("postgresql", "127.0.0.1", port, "postgres", "", "postgres"),
+        lambda port, pw: ConnInfo("postgresql", "127.0.0.1", port, "postgres", pw, "postgres"),
         _pg_ready, ("could not bind", "Address already in use"), _PG_INIT_ARGS,
+        set_password=lambda run, info: auth.pg_set_password(run, info.port, info.user, info.password),
     ),
     "mysql": Flavor(
         "mysql", signal.SIGTERM, _mysql_init, _mysql_command, lambda k, v: [f"--{k.replace('_', '-')}={v}"],
-        lambda port: ConnInfo("mysql", "127.0.0.1", port, "root", "", ""),
+        lambda port, pw: ConnInfo("mysql", "127.0.0.1", port, "root", pw, ""),
         _mysql_ready, ("Address already in use", "Can't start server: Bind"), _MARIADB_INIT_ARGS,
+        secure=lambda b, run, pw, owner: auth.mysql_init_file(run, pw, b.flavor, owner),
     ),
     "redis": Flavor(
         "redis", signal.SIGTERM, None, _redis_command, lambda k, v: [f"--{k}", v],
-        lambda port: ConnInfo("redis", "127.0.0.1", port, "", "", "0"),
+        lambda port, pw: ConnInfo("redis", "127.0.0.1", port, "", pw, "0"),
         _redis_ready, ("Address already in use",),
+        secure=lambda b, run, pw, owner: auth.redis_config(run, pw, owner),
     ),
 }
 
@@ -380,6 +392,10 @@ class LocalProcess:
         self.options = dict(options or {})
         self.rundir, self.datadir = rundir, datadir
         self.port = free_port()
+        self.password = auth.new_password()  # this run's; in the private run dir only (auth.py)
+        self._password_set = flavor.set_password is None
+        if flavor.secure is not None:
+            flavor.secure(binaries, rundir, self.password, (who.uid, who.gid) if who else None)
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = rundir / "server.log"
         self.description = f"local {binaries.server}, data in {datadir}"
@@ -387,7 +403,7 @@ class LocalProcess:
 
     @property
     def info(self) -> ConnInfo:
-        return self.flavor.conninfo(self.port)
+        return self.flavor.conninfo(self.port, self.password)
 
     def start(self, *, new_port_on_conflict: bool = True) -> None:
         deadline = time.monotonic() + START_TIMEOUT
@@ -399,8 +415,11 @@ class LocalProcess:
             self._finalizer = weakref.finalize(self, _cleanup, self.rundir, [self.proc], self.flavor.stop_signal)
             outcome = self._wait_ready(deadline)
             if outcome == "ready":
+                if not self._password_set and self.flavor.set_password is not None:
+                    self.flavor.set_password(self.rundir, self.info)
+                    self._password_set = True
                 return
-            log = _tail(self.log, 12)
+            log = _tail(self.log, 12).replace(self.password, "***")  # a failed init file may echo it
             if outcome == "exited" and any(m in log for m in self.flavor.bind_error) and new_port_on_conflict:
                 self.port = free_port()
                 continue
@@ -421,7 +440,7 @@ class LocalProcess:
             if self.proc.poll() is not None:
                 return "exited"
             try:
-                self.flavor.ready(self.info)
+                self.flavor.ready(self.info, self.rundir)
                 return "ready"
             except Exception:  # not accepting connections yet; bounded back-off polling
                 time.sleep(delay)

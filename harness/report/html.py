@@ -20,8 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from markupsafe import Markup
 
 from ..errors import HarnessError
+from ..redact import mask_url
 from ..results import SCHEMA_VERSION, Outcome, RunResults
 from ..trace import Event, StepResult, Trace, WaitEdge
 
@@ -488,9 +490,16 @@ def page_model(results: RunResults) -> dict[str, Any]:
 
 # -- rendering ---------------------------------------------------------------------------------------
 
+def _masked(value: Any) -> Any:
+    """Every ``{{ value }}`` printed: text with DSN passwords masked (macro output is already done)."""
+    return mask_url(value) if isinstance(value, str) and not isinstance(value, Markup) else value
+
+
 def _environment() -> Environment:
+    # autoescape: every value is text, never markup; finalize: no password of a DSN reaches the page
     env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=True, trim_blocks=True,
-                      lstrip_blocks=True, undefined=StrictUndefined, keep_trailing_newline=True)
+                      lstrip_blocks=True, undefined=StrictUndefined, keep_trailing_newline=True,
+                      finalize=_masked)
     env.filters.update(ms=ms, describe=describe_result, waits=waits_text, details=detail_text,
                        seconds=lambda s: f"{s:.2f} s" if s >= 1 else f"{s * 1000:.1f} ms")
     env.globals["MAX_ROWS"] = MAX_ROWS

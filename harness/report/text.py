@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TextIO
 
+from ..redact import sanitize
 from ..results import Outcome
 from ..trace import Trace
 
@@ -58,7 +59,19 @@ def _exploration_summary(o: Outcome) -> str:
     return f"{o.schedules_run} schedules passed, but a violation was expected ({o.expected})"
 
 
-def print_outcomes(outcomes: list[Outcome], out: TextIO, *, verbose: bool = False, summary: bool = True) -> None:
+class _Sanitized:
+    """A terminal stream that neutralises control characters and masks DSN passwords in all it gets."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+
+    def write(self, text: str) -> None:
+        self.out.write(sanitize(text))
+
+
+def print_outcomes(outcomes: list[Outcome], stream: TextIO, *, verbose: bool = False, summary: bool = True) -> None:
+    """Names, SQL and server messages come from files and servers: printed sanitised."""
+    out = _Sanitized(stream)
     groups: dict[tuple[str, str], list[Outcome]] = {}
     for o in outcomes:
         groups.setdefault((o.path, o.backend), []).append(o)
