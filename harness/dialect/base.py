@@ -33,7 +33,7 @@ class ConnInfo:
     @property
     def dsn(self) -> str:
         auth = ""
-        if self.user:
+        if self.user or self.password:  # Redis: a password and no user (redis://:password@host)
             auth = urllib.parse.quote(self.user, safe="")
             if self.password:
                 auth += ":" + urllib.parse.quote(self.password, safe="")
