@@ -47,11 +47,14 @@ class Figure:
         return self.value / self.baseline
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self) | {"ratio": self.ratio}
+        """NaN (not measurable in this run) is written as null: JSON has no NaN."""
+        d = asdict(self) | {"ratio": self.ratio}
+        return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in d.items()}
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> "Figure":
-        return cls(d["benchmark"], d["name"], d["unit"], d["value"], d.get("baseline"),
+        value = math.nan if d["value"] is None else float(d["value"])
+        return cls(d["benchmark"], d["name"], d["unit"], value, d.get("baseline"),
                    d.get("baseline_name", ""), d.get("note", ""))
 
 
