@@ -45,8 +45,8 @@ from harness.explore.strategies import RandomChooser  # noqa: E402
 
 NAME = "determinism"
 RULES = "CREATE TABLE rules (name varchar(50))"
-# MariaDB: an actor's error code reads as the error number or, once the harness's dialect has seen the
-# error, as its SQLSTATE (pymysql errors get a ``sqlstate``), so both are allowed
+# MariaDB: PyMySQL puts the server's SQLSTATE on its errors (``sqlstate``) and ActorResult.error_info
+# prefers it, so a real server error reads as 23000/40001, not as its number 1062/1213: both are allowed
 DEADLOCK = {"postgres": ("40P01",), "mysql": ("1213", "40001")}
 DUPLICATE = {"postgres": ("23505",), "mysql": ("1062", "23000")}
 
