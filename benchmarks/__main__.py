@@ -36,7 +36,8 @@ def run_main(argv: list[str]) -> int:
         import os
 
         os.environ["HARNESS_BENCH_LOAD"] = "1"  # read by determinism.run
-    figures: list[Figure] = []
+    info = run_info(args.quick)
+    figures = info.figures
     failed: list[str] = []
     try:
         for name in args.names or list(BENCHMARKS):
@@ -54,7 +55,7 @@ def run_main(argv: list[str]) -> int:
     finally:
         stop_servers()
     if args.json:
-        run_info(args.quick, figures).write(args.json)
+        info.write(args.json)
         print(f"wrote {args.json}")
     if failed:
         print(f"FAILED: {', '.join(failed)}", file=sys.stderr)

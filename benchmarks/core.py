@@ -165,9 +165,11 @@ def commit() -> str:
     return head + ("+uncommitted" if dirty else "")
 
 
-def run_info(quick: bool, figures: list[Figure]) -> RunInfo:
+def run_info(quick: bool) -> RunInfo:
+    """Taken when the run starts: the code measured is the commit checked out then, and the load is
+    the load the benchmarks found (not their own)."""
     now = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
-    return RunInfo(commit(), now, machine(), " ".join(["python -m benchmarks", *sys.argv[1:]]), quick, figures)
+    return RunInfo(commit(), now, machine(), " ".join(["python -m benchmarks", *sys.argv[1:]]), quick)
 
 
 def fmt(x: float | None) -> str:
