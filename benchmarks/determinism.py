@@ -28,6 +28,7 @@ Scenarios (every one through the public Race API):
 from __future__ import annotations
 
 import argparse
+import collections
 import os
 import subprocess
 import sys
@@ -198,7 +199,8 @@ def _replays(race: Race, first: ScheduleOutcome, n: int, tally: Tally) -> None:
         try:
             got = signature(race.replay(first.schedule))
         except Exception as exc:  # Divergence, HarnessError, or a bug: all count
-            tally.divergences.append(f"{first.schedule_text}: raised {type(exc).__name__}: {exc}"[:300])
+            tally.divergences.append(f"{first.schedule_text} (first run: errors {expected[4]}): raised "
+                                     f"{type(exc).__name__}: {exc}"[:300])
             continue
         if got != expected:
             diff = [i for i, (a, b) in enumerate(zip(expected, got)) if a != b]
@@ -260,8 +262,8 @@ def measure_all(k: int, budget: int, r: int, s: int, load: bool, quick: bool) ->
                 key = f"{scn.name}/{backend}"
                 print(f"  {key:26s} divergences {len(t.divergences)}/{t.replays} replays; aborted "
                       f"{len(t.aborted)}/{t.explorations} explorations; distinct failures found {t.failures}", flush=True)
-                for line in t.divergences[:3] + t.aborted[:3]:
-                    print(f"      {line}", flush=True)
+                for line, n in collections.Counter(t.divergences + t.aborted).most_common():
+                    print(f"      {n} x {line}", flush=True)
                 figures += [Figure(NAME, f"{key}: divergent replays", "replays", len(t.divergences),
                                    note=f"of {t.replays}; {t.failures} distinct failures + {s} random schedules"
                                    + (f"; e.g. {t.divergences[0][:120]}" if t.divergences else "")),
