@@ -183,6 +183,7 @@ def run(quick: bool) -> list[Figure]:
     srv = start_server("postgres", load_settings())  # its own: the corpus needs isolation_regression
     stats = Stats()
     same_real = same_exp = real_exp = 0
+    differ: list[str] = []
     real_t = ours_t = 0.0
     try:
         conninfo = conninfo_of(srv.info.with_db(DB))
@@ -193,7 +194,10 @@ def run(quick: bool) -> list[Figure]:
             fresh_db(srv)
             ours = run_ours(conninfo, spec, 60.0, stats)
             real_t, ours_t = real_t + real.seconds, ours_t + ours.seconds
-            same_real += ws_equal(ours.output, real.output)
+            if ws_equal(ours.output, real.output):
+                same_real += 1
+            else:
+                differ.append(spec.stem)
             if corpus is not None:
                 exp = expected_files(corpus, spec.stem)
                 same_exp += verdict(ours.output, exp)[1]
@@ -208,7 +212,7 @@ def run(quick: bool) -> list[Figure]:
     where = f"PostgreSQL's corpus, {len(specs)} specs" if corpus else f"tests/specs, {len(specs)} specs (no corpus)"
     figures = [Figure(NAME, "wall time, all specs", "s", ours_t, real_t, "real isolationtester", where),
                Figure(NAME, "specs whose output equals the real isolationtester's (diff -w)", "specs", same_real,
-                      len(specs), "specs run", where)]
+                      len(specs), "specs run", where + (f"; differ: {', '.join(differ)}" if differ else ""))]
     if corpus is not None:
         figures.append(Figure(NAME, "specs matching the expected output (diff -w)", "specs", same_exp, real_exp,
                               "real isolationtester matching", where))
