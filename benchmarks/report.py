@@ -1,7 +1,8 @@
 """Regenerate the tables of docs/benchmarks.md from a JSON run, between markers, keeping the prose.
 
-Markers: ``<!-- BEGIN GENERATED run -->`` / ``<!-- END GENERATED run -->`` (commit, date, machine) and
-``<!-- BEGIN GENERATED NAME -->`` / ``<!-- END GENERATED NAME -->`` for each benchmark's figures.
+Markers: ``<!-- BEGIN GENERATED NAME -->`` / ``<!-- END GENERATED NAME -->`` for each benchmark's
+figures, each followed by the command, commit, date and machine of its run (benchmarks may come from
+different runs, e.g. determinism under load); ``<!-- BEGIN GENERATED run -->`` holds just that line.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ def table(run: RunInfo, figures: list[Figure]) -> str:
     for f in figures:
         base = f"{fmt(f.baseline)} ({f.baseline_name})" if f.baseline is not None else "-"
         lines.append(f"| {f.name} | {fmt(f.value)} | {f.unit} | {base} | {fmt(f.ratio)} | {f.note} |")
-    return "\n".join(lines) + f"\n\n_commit `{run.commit[:12]}`, {run.date}{', quick' if run.quick else ''}_\n"
+    return "\n".join(lines) + "\n\n" + run_block(run)
 
 
 def regenerate(run: RunInfo, doc: Path) -> list[str]:
