@@ -1,6 +1,7 @@
 """Cost of faults: a server crash + restart inside a schedule, and the exploration rate with faults on.
 
-Run: python benchmarks/fault_cost.py [--backends postgres,mysql] [--reps 10] [--schedules 200]
+Run: python -m benchmarks fault_cost [--quick]
+     python benchmarks/fault_cost.py [--backends postgres,mysql] [--reps 10] [--schedules 200]
 
 1. Crash + restart (target <= 1 s on a warm server).  On a private server started with fsync on, the
    journal race (scenarios/faults/journal.py: 3 transactions of 2 rows) is replayed with the crash
@@ -24,8 +25,10 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.core import Figure  # noqa: E402
 from harness import load_settings  # noqa: E402
 from harness.explore import Race  # noqa: E402
 from harness.explore.strategies import RandomChooser  # noqa: E402
@@ -34,6 +37,7 @@ from scenarios.faults.journal import append_entries  # noqa: E402
 
 TARGET_S = 1.0
 ERROR_CODE = {"postgres": "40001", "mysql": "1213"}
+NAME = "fault_cost"
 
 
 def journal_race(database: Any, faults: str) -> Race:
@@ -60,7 +64,7 @@ def timed(fn: Callable[[], Any], reps: int) -> list[float]:
     return out
 
 
-def crash_cost(backend: str, server: Any, reps: int) -> None:
+def crash_cost(backend: str, server: Any, reps: int) -> list[Figure]:
     database = server.create_database()
     with journal_race(database, "crash") as race:
         race.replay("W W W")  # warm: connections, first-use initialisation
@@ -81,6 +85,11 @@ def crash_cost(backend: str, server: Any, reps: int) -> None:
           f"{'met' if max(crashed) - statistics.median(plain) <= TARGET_S else 'NOT met'})")
     print(f"{'':8s} restart as recorded in the fault event: median {statistics.median(restarts):6.1f} ms; "
           f"bare kill()+restart(): median {statistics.median(bare) * 1000:6.1f} ms, max {max(bare) * 1000:.1f} ms")
+    return [Figure(NAME, f"{backend}: schedule with crash + restart", "ms", statistics.median(crashed) * 1000,
+                   statistics.median(plain) * 1000, "the same schedule without the crash",
+                   f"median of {reps}; max {max(crashed) * 1000:.0f} ms; target: crash+restart <= 1 s"),
+            Figure(NAME, f"{backend}: restart as recorded in the fault event", "ms", statistics.median(restarts),
+                   statistics.median(bare) * 1000, "bare server.kill(); server.restart()", f"median of {reps}")]
 
 
 def rate(backend: str, server: Any, faults: str, schedules: int) -> tuple[float, int]:
@@ -97,6 +106,30 @@ def rate(backend: str, server: Any, faults: str, schedules: int) -> tuple[float,
     if faults != "crash":
         database.drop()
     return schedules / elapsed, fired
+
+
+def measure(backend: str, reps: int, schedules: int) -> list[Figure]:
+    """On a private server with fsync on (a crash must lose nothing acknowledged)."""
+    server = start_local(backend, dataclasses.replace(load_settings(), fsync=True))
+    try:
+        figures = crash_cost(backend, server, reps)
+        base, _ = rate(backend, server, "none", schedules)
+        for faults in ("cheap", "crash"):
+            n = schedules if faults == "cheap" else max(2, schedules // 10)
+            per_s, fired = rate(backend, server, faults, n)
+            what = "lost ack + killed session + injected error" if faults == "cheap" else "server crash"
+            figures.append(Figure(NAME, f"{backend}: schedules/s with {what} declared", "1/s", per_s, base,
+                                  "no fault declared", f"a fault fired in {fired} of {n}"))
+    finally:
+        server.stop()
+    return figures
+
+
+def run(quick: bool) -> list[Figure]:
+    figures = []
+    for backend in ("postgres", "mysql"):
+        figures += measure(backend, 2, 4) if quick else measure(backend, 5, 100)
+    return figures
 
 
 def main() -> None:

@@ -3,6 +3,8 @@ with the expected outputs.
 
 Usage (the corpus is PostgreSQL's src/test/isolation, e.g. from ``apt-get source postgresql-15``)::
 
+    python -m benchmarks isolation_corpus [--quick]     # corpus from HARNESS_PG_ISOLATION_CORPUS or
+                                                        # /tmp/pgsrc/postgresql-15*/src/test/isolation
     python benchmarks/isolation_corpus.py /tmp/pgsrc/postgresql-15.18/src/test/isolation \
         [--isolationtester PATH] [--only NAME,...] [--timeout 60]
 
@@ -12,6 +14,12 @@ output counts as identical if it matches ``expected/<spec>.out`` or an alternati
 ignoring whitespace differences (pg_regress uses ``diff -w``); "byte-identical" counts exact matches.
 Ours runs in-process (load_spec + run_spec, what isolationtester_main does minus argv parsing), so
 the wall-time ratio compares the engines, not Python's start-up.
+
+Without the corpus (and always in ``--quick`` mode) the registered benchmark runs the project's own
+specs under ``tests/specs`` instead; they have no expected outputs, so there "identical" means
+identical to the real isolationtester's output.  The per-step overhead is read from trace events
+(launch/complete times) minus the SQL round trip, timed by a subclass of the isolation dialect passed
+through ``run_spec``'s documented ``dialect`` argument.
 """
 
 from __future__ import annotations
@@ -30,8 +38,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.core import ROOT, Figure, median  # noqa: E402
 from harness import load_settings, start_server  # noqa: E402
 from harness.isolation import IsolationDialect, conninfo_of, run_spec  # noqa: E402
 from harness.scenario.spec_loader import load_spec, unused_steps  # noqa: E402
@@ -39,6 +49,8 @@ from harness.trace import StepResult, Trace  # noqa: E402
 
 DEFAULT_TESTER = "/usr/lib/postgresql/15/lib/pgxs/src/test/isolation/isolationtester"
 DB = "isolation_regression"
+NAME = "isolation_corpus"
+QUICK_SPECS = ("alignment", "row-lock-wait", "markers")  # fast ones: no deadlock_timeout or timeouts
 ENV = {"PGTZ": "America/Los_Angeles", "PGDATESTYLE": "Postgres, MDY",
        "PGOPTIONS": "-c intervalstyle=postgres_verbose"}
 
@@ -151,6 +163,64 @@ def verdict(output: bytes, expected: list[Path]) -> tuple[bool, bool]:
     """(byte-identical to an expected file, identical ignoring whitespace)."""
     texts = [p.read_bytes() for p in expected if p.exists()]
     return any(output == t for t in texts), any(ws_equal(output, t) for t in texts)
+
+
+def find_corpus() -> Path | None:
+    env = os.environ.get("HARNESS_PG_ISOLATION_CORPUS")
+    candidates = [Path(env)] if env else [Path(p) for p in sorted(glob.glob("/tmp/pgsrc/postgresql-15*/src/test/isolation"))]
+    return next((c for c in candidates if (c / "specs").is_dir()), None)
+
+
+def run(quick: bool) -> list[Figure]:
+    """Ours against the real isolationtester, on the corpus (full mode) or the project's specs."""
+    corpus = None if quick else find_corpus()
+    specs = sorted((corpus or ROOT / "tests") .joinpath("specs").glob("*.spec"))
+    if quick:
+        specs = [s for s in specs if s.stem in QUICK_SPECS]
+    saved = {k: os.environ.get(k) for k in [*ENV, "PGAPPNAME", "PGISOLATIONTIMEOUT"]}
+    os.environ.update(ENV)
+    os.environ.setdefault("PGISOLATIONTIMEOUT", "60")
+    srv = start_server("postgres", load_settings())  # its own: the corpus needs isolation_regression
+    stats = Stats()
+    same_real = same_exp = real_exp = 0
+    differ: list[str] = []
+    real_t = ours_t = 0.0
+    try:
+        conninfo = conninfo_of(srv.info.with_db(DB))
+        for spec in specs:
+            os.environ["PGAPPNAME"] = f"isolation/{spec.stem}"
+            fresh_db(srv)
+            real = run_real(DEFAULT_TESTER, conninfo, spec, 60.0)
+            fresh_db(srv)
+            ours = run_ours(conninfo, spec, 60.0, stats)
+            real_t, ours_t = real_t + real.seconds, ours_t + ours.seconds
+            if ws_equal(ours.output, real.output):
+                same_real += 1
+            else:
+                differ.append(spec.stem)
+            if corpus is not None:
+                exp = expected_files(corpus, spec.stem)
+                same_exp += verdict(ours.output, exp)[1]
+                real_exp += verdict(real.output, exp)[1]
+    finally:
+        srv.stop()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    where = f"PostgreSQL's corpus, {len(specs)} specs" if corpus else f"tests/specs, {len(specs)} specs (no corpus)"
+    figures = [Figure(NAME, "wall time, all specs", "s", ours_t, real_t, "real isolationtester", where),
+               Figure(NAME, "specs whose output equals the real isolationtester's (diff -w)", "specs", same_real,
+                      len(specs), "specs run", where + (f"; differ: {', '.join(differ)}" if differ else ""))]
+    if corpus is not None:
+        figures.append(Figure(NAME, "specs matching the expected output (diff -w)", "specs", same_exp, real_exp,
+                              "real isolationtester matching", where))
+    figures += [Figure(NAME, "per-step engine overhead beyond the SQL round trip", "ms",
+                       median(stats.overhead) * 1e3, note=f"median over {len(stats.overhead)} non-blocking steps"),
+                Figure(NAME, "blocked-detection latency (launch to blocked)", "ms", median(stats.blocked_latency) * 1e3,
+                       note=f"median over {len(stats.blocked_latency)} lock waits")]
+    return figures
 
 
 def main(argv: list[str] | None = None) -> int:

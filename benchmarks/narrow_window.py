@@ -1,6 +1,7 @@
 """Narrow-window and three-actor races: the harness (Hypothesis) versus plain threads.
 
-Run: python benchmarks/narrow_window.py [--runs 20] [--thread-seconds 60] [--harness-runs R]
+Run: python -m benchmarks narrow_window [--quick]
+     python benchmarks/narrow_window.py [--runs 20] [--thread-seconds 60] [--harness-runs R]
                                         [--max-schedules 200] [--races narrow,three] [--jitter]
 
 (a) "narrow": actor A runs ONE transaction of 13 statements + COMMIT with no pause (9 audit INSERTs,
@@ -27,6 +28,7 @@ Every loop is bounded by count and time; the script starts its own PostgreSQL on
 from __future__ import annotations
 
 import argparse
+import math
 import random
 import statistics
 import sys
@@ -36,13 +38,16 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.core import Figure, median, server  # noqa: E402
 from harness import load_settings, start_server  # noqa: E402
 from harness.dialect import execute  # noqa: E402
 from harness.explore import Race  # noqa: E402
 
 MAX_TRIALS_PER_RUN = 2_000_000
+NAME = "narrow_window"
 
 
 # -- the application code (plain DB-API; `mark` records when each statement starts, threads only) ----
@@ -120,6 +125,8 @@ def harness_runs(database: Any, kind: str, runs: int, max_schedules: int, out: d
     build = narrow_race if kind == "narrow" else three_race
     found, schedules, to_first, minimal, preempt, total = [], [], [], set(), set(), []
     example = None
+    counts: list[int] = []
+    searching: list[float] = []
     with tempfile.TemporaryDirectory(prefix="narrow-hyp-") as tmp:
         for r in range(runs):
             race = build(database)
@@ -132,6 +139,9 @@ def harness_runs(database: Any, kind: str, runs: int, max_schedules: int, out: d
             finally:
                 race.close()
             total.append(time.perf_counter() - t0)
+            if stamps:  # schedules counted by explore's progress, up to the last one (no minimization)
+                counts.append(max(stamps))
+                searching.append(stamps[max(stamps)] - t0)
             ok = res.failure is not None
             found.append(ok)
             if ok:
@@ -145,7 +155,7 @@ def harness_runs(database: Any, kind: str, runs: int, max_schedules: int, out: d
                      f"(minimal: {res.failure.schedule_text}; {res.failure.preemptions} preemptions; "
                      f"verified minimal {res.minimal_verified})" if ok else f"NOT found in {res.schedules_run}"),
                   flush=True)
-    out.update(found=sum(found), runs=runs, schedules=schedules, to_first=to_first, minimal=minimal,
+    out.update(rate=sum(counts) / sum(searching) if searching else math.nan, found=sum(found), runs=runs, schedules=schedules, to_first=to_first, minimal=minimal,
                preemptions=preempt, example=example, total=total)
 
 
@@ -247,6 +257,41 @@ def thread_runs(database: Any, kind: str, runs: int, seconds: float, jitter: boo
         control.close()
     out.update(hit_runs=hits_runs, runs=runs, trials=trials_all, hits=hits_all, to_first=to_first,
                landings=landings if kind == "narrow" else None, txn_time=txn_time)
+
+
+def figures_of(kind: str, h: dict[str, Any], t: dict[str, Any], seconds: float) -> list[Figure]:
+    rate = t["hits"] / t["trials"] if t["trials"] else 0.0
+    thread_first = median(t["to_first"]) if t["to_first"] else None  # None: threads never hit
+    return [
+        Figure(NAME, f"{kind}: seconds to the first failure", "s", median(h["to_first"]), thread_first,
+               "plain threads, first hit", f"harness found it in {h['found']}/{h['runs']} runs; threads hit in "
+               f"{t['hit_runs']}/{t['runs']} runs of {seconds:g} s"),
+        Figure(NAME, f"{kind}: schedules/s while searching", "1/s", h["rate"], t["trials"] / (t["runs"] * seconds),
+               "plain-thread trials/s"),
+        Figure(NAME, f"{kind}: schedules to the first failure", "schedules", median(h["schedules"]),
+               note=f"max {max(h['schedules']) if h['schedules'] else '-'}; minimal: "
+               f"{', '.join(sorted(h['minimal'])) or '-'}"),
+        Figure(NAME, f"{kind}: plain-thread trials that break the invariant", "%", 100 * rate,
+               note=f"{t['hits']}/{t['trials']} trials"),
+    ]
+
+
+def run(quick: bool) -> list[Figure]:
+    """Quick: the narrow race, 1 harness run of <= 40 schedules and 1 thread run of 1 s.  Otherwise
+    both races, 5 harness runs and 3 thread runs of 10 s (the standalone script goes further)."""
+    database = server("postgres").create_database()
+    figures = []
+    try:
+        for kind in (("narrow",) if quick else ("narrow", "three")):
+            h: dict[str, Any] = {}
+            t: dict[str, Any] = {}
+            seconds = 1.0 if quick else 10.0
+            harness_runs(database, kind, 1 if quick else 5, 40 if quick else 200, h)
+            thread_runs(database, kind, 1 if quick else 3, seconds, False, t)
+            figures += figures_of(kind, h, t, seconds)
+    finally:
+        database.drop()
+    return figures
 
 
 def main() -> int:

@@ -1,6 +1,7 @@
 """The two seed bugs: plain threads hammering versus the harness's exploration, and their fixes.
 
-Run: python benchmarks/seeds_vs_threads.py [--thread-seconds 10] [--runs 20] [--replays 20]
+Run: python -m benchmarks seeds_vs_threads [--quick]
+     python benchmarks/seeds_vs_threads.py [--thread-seconds 10] [--runs 20] [--replays 20]
                                            [--fixed-schedules 500] [--seeds kinto-pg,kinto-my,...]
 
 Seeds (scenarios/kinto/storage.py, scenarios/bkci/rules.py, unchanged application code):
@@ -26,6 +27,7 @@ fixed variant survives >= 500 schedules.
 from __future__ import annotations
 
 import argparse
+import math
 import secrets
 import statistics
 import sys
@@ -36,11 +38,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import redis as redis_lib  # noqa: E402
 
-from harness import load_settings, locks, start_server  # noqa: E402
+from benchmarks.core import Figure, median, server  # noqa: E402
+from harness import (  # noqa: E402
+    load_settings,
+    locks,  # noqa: E402
+    start_server,
+)
 from harness.clock import DbClock  # noqa: E402
 from harness.dialect import execute  # noqa: E402
 from harness.explore import Race  # noqa: E402
@@ -51,6 +59,7 @@ ROOT = Path(__file__).resolve().parent.parent
 FROZEN = "2024-01-01 00:00:00+00"
 RULE = rules.Rule("c1", "m1", "DB", "r1", "rule-x")
 MAX_TRIALS = 1_000_000
+NAME = "seeds_vs_threads"
 
 
 @dataclass(frozen=True)
@@ -242,6 +251,43 @@ def threads_side(seed: Seed, database: Any, redis_info: Any, variant: str, secon
         control.close()
     return {"trials": trials, "failures": failures, "first_trial": first_trial, "first_s": first_s,
             "elapsed": time.perf_counter() - t0}
+
+
+def run(quick: bool) -> list[Figure]:
+    """Quick: two seeds (kinto-pg, bkci-my-redis), 1 exploration, 0.5 s of threads.  Otherwise every
+    seed, 5 explorations, 2 thread runs of 3 s, 10 replays, the fixed variant for 200 schedules."""
+    args = argparse.Namespace(runs=1 if quick else 5, replays=2 if quick else 10,
+                              fixed_schedules=10 if quick else 200, strategy="auto")
+    seconds = 0.5 if quick else 3.0
+    wanted = [s for s in SEEDS if not quick or s.name in ("kinto-pg", "bkci-my-redis")]
+    redis_info = server("redis").info
+    figures = []
+    for seed in wanted:
+        db = server(seed.backend).create_database()
+        try:
+            th = [threads_side(seed, db, redis_info, seed.buggy, seconds) for _ in range(1 if quick else 2)]
+            h = harness_side(seed, db, redis_info, args)
+        finally:
+            db.drop()
+        firsts = [t["first_s"] for t in th if t["first_s"] is not None]
+        trials, fails = sum(t["trials"] for t in th), sum(t["failures"] for t in th)
+        rep = h.get("replays")
+        fx = h["fixed"]
+        figures += [
+            Figure(NAME, f"{seed.name}: seconds to the first failure", "s", median(h["seconds"]),
+                   median(firsts) if firsts else None, "plain threads, first failure",
+                   f"harness found it in {h['found']}/{args.runs} explorations; threads failed in "
+                   f"{len(firsts)}/{len(th)} runs of {seconds:g} s"),
+            Figure(NAME, f"{seed.name}: schedules to the first failure", "schedules", median(h["schedules"]),
+                   note="minimal: " + "; ".join(sorted(m[0] for m in h["minimal"]))),
+            Figure(NAME, f"{seed.name}: plain-thread trials that fail", "%", 100 * fails / max(trials, 1),
+                   note=f"{fails}/{trials}"),
+            Figure(NAME, f"{seed.name}: distinct outcomes of {rep[0] if rep else 0} replays", "outcomes",
+                   rep[1] if rep else math.nan, note="1 = the failure replays exactly" if rep else "nothing found"),
+            Figure(NAME, f"{seed.name}: fixed variant, schedules passed", "schedules", fx[0] if fx[1] else 0,
+                   note=("all distinct schedules" if fx[2] else "") + ("" if fx[1] else f" FAILS: {fx[4]}")),
+        ]
+    return figures
 
 
 def main() -> int:
