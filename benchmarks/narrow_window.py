@@ -155,8 +155,8 @@ def harness_runs(database: Any, kind: str, runs: int, max_schedules: int, out: d
                      f"(minimal: {res.failure.schedule_text}; {res.failure.preemptions} preemptions; "
                      f"verified minimal {res.minimal_verified})" if ok else f"NOT found in {res.schedules_run}"),
                   flush=True)
-    out.update(rate=sum(counts) / sum(searching) if searching else math.nan, found=sum(found), runs=runs, schedules=schedules, to_first=to_first, minimal=minimal,
-               preemptions=preempt, example=example, total=total)
+    out.update(rate=sum(counts) / sum(searching) if searching else math.nan, found=sum(found), runs=runs,
+               schedules=schedules, to_first=to_first, minimal=minimal, preemptions=preempt, example=example, total=total)
 
 
 # -- plain threads ---------------------------------------------------------------------------------

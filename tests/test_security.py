@@ -154,7 +154,8 @@ def test_dsn_passwords_reach_no_file_and_no_output(tmp_path: Path, pg_server: Se
     (saved,) = (tmp_path / "reports" / "schedules").glob("*.json")  # the exploration's minimal schedule
     replayed = run_harness("replay", str(saved), env={**env, "HARNESS_PG_DSN": pg_dsn, "HARNESS_BACKENDS": "postgres"},
                            cwd=tmp_path)
-    assert replayed.returncode == 0 and "violation of both_counted in the replayed schedule" in replayed.stdout, replayed.stdout + replayed.stderr
+    assert replayed.returncode == 0, replayed.stdout + replayed.stderr
+    assert "violation of both_counted in the replayed schedule" in replayed.stdout, replayed.stdout
 
     test = subprocess.run(
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "scenarios/sec.yaml", "--backend", "postgres,mysql",
