@@ -1,0 +1,88 @@
+"""What the parts of a :class:`~.race.Race` share: its state, declared once for the type checker.
+
+A race is split by concern into mixins (faults.py, resources.py, search.py, minimize.py) over this
+base; :class:`~.race.Race` sets every attribute in its ``__init__``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from ..check import Violation
+from ..dialect import Dialect
+from ..provision import Database
+from ..trace import Trace
+from .actors import ActorResult, Chooser, SchedulerOptions
+from .outcome import ScheduleOutcome
+from .scheduler import Scheduler
+
+
+class RaceBase:
+    """State shared by the race's parts (see :class:`~.race.Race` for what each holds)."""
+
+    database: Database
+    name: str
+    backend: str
+    dialect: Dialect
+    options: SchedulerOptions
+    actors: dict[str, Callable[..., Any]]
+    faults: dict[str, Callable[..., Any]]
+    allowed_errors: list[str | type]
+    save_dir: Path | None
+    _redis: Any
+    _setup: list[str | Callable[[Any], None]]
+    _teardown: list[str | Callable[[Any], None]]
+    _scheduler: Scheduler | None
+    _opened: list[Any]
+    _monitor: Any
+    _fault_admin: Any
+    _links: dict[str, Any]
+    _clock_in_setup: bool
+    _outlasting: set[str]
+    _redis_keys: set[str]
+    redis_namespace: bool
+    step_plan: dict[str, list[str]] | None
+    _idle: dict[bool, list[Any]]
+    _lent: list[tuple[bool, Any]]
+    step_checker: Callable[[Trace], list[Violation]] | None
+    trace_checker: Callable[[Trace, Any], list[Violation]] | None
+    _text: Any
+    _prepared: bool
+    _seen: dict[tuple[int, ...], ScheduleOutcome]
+    _facts: list[str]
+
+    # defined by one part, used by others
+    def run_schedule(self, chooser: Chooser) -> ScheduleOutcome:
+        raise NotImplementedError
+
+    def replay(self, schedule: str | Sequence[str]) -> ScheduleOutcome:
+        raise NotImplementedError
+
+    def _control(self) -> Any:
+        raise NotImplementedError
+
+    def _redis_client(self, *, actor_side: bool = False) -> Any:
+        raise NotImplementedError
+
+    def _via_link(self, name: str, info: Any) -> Any:
+        raise NotImplementedError
+
+    def _forget_connections(self) -> None:
+        raise NotImplementedError
+
+    def redis_key(self, key: str) -> str:
+        raise NotImplementedError
+
+    def minimize(self, failure: ScheduleOutcome, budget: int = 400) -> tuple[ScheduleOutcome, bool, int]:
+        raise NotImplementedError
+
+    def _remember(self, decisions: tuple[int, ...], outcome: ScheduleOutcome) -> None:
+        raise NotImplementedError
+
+    @property
+    def redis_info(self) -> Any:
+        raise NotImplementedError
+
+
+__all__ = ["ActorResult", "RaceBase"]

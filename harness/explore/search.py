@@ -1,0 +1,254 @@
+"""The search over schedules: strategies, the budget, Hypothesis generation, stop reasons, and the
+facts reported when two runs of the same decisions differ.
+
+Search is separate from execution (as in Hypothesis): a strategy only takes decisions (a Chooser);
+:meth:`~.race.Race.run_schedule` executes one schedule.  At most the budget is run by the search
+itself; runs that confirm or minimize a failure, and cases Hypothesis abandons mid-schedule, are
+counted apart (:class:`_Tally`).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import time
+import unittest
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from hypothesis import HealthCheck, Phase, Verbosity, given, settings
+from hypothesis import strategies as st
+from hypothesis.database import DirectoryBasedExampleDatabase
+from hypothesis.errors import Flaky as HypothesisFlaky
+from hypothesis.errors import FlakyStrategyDefinition
+from hypothesis.statistics import collector
+
+from ..errors import HarnessError
+from .actors import Chooser
+from .outcome import ExploreResult, ScheduleOutcome, StopReason
+from .racebase import RaceBase
+from .strategies import ContinueChooser, HypothesisChooser, PCTChooser, RandomChooser, bounded_exhaustive
+
+#: Hypothesis settings per profile (HARNESS_PROFILE or explore(profile=...)); plain data, not a registry
+PROFILES: dict[str, dict[str, Any]] = {
+    "dev": {"max_examples": 100},
+    "ci": {"max_examples": 200, "derandomize": True},
+    "thorough": {"max_examples": 2000},
+}
+
+
+class _Found(Exception):
+    def __init__(self, outcome: ScheduleOutcome) -> None:
+        super().__init__(outcome.violations[0] if outcome.violations else "failure")
+        self.outcome = outcome
+
+
+class _BudgetSpent(BaseException):
+    """Stops a Hypothesis search at the budget (a BaseException: Hypothesis lets it through at once)."""
+
+
+@dataclass
+class _Tally:
+    """What one exploration ran: the search's schedules (capped at the budget), the first failure,
+    confirmation/shrink runs after it and test cases Hypothesis abandoned mid-schedule."""
+
+    budget: int
+    count: int = 0
+    first: int | None = None
+    shrink_runs: int = 0
+    aborted: int = 0
+    progress: Callable[[int, int], None] | None = None
+
+    def run(self, race: RaceBase, chooser: Chooser) -> ScheduleOutcome:
+        if self.first is not None:  # Hypothesis replays the failure it reports: not a new schedule
+            self.shrink_runs += 1
+            return race.run_schedule(chooser)
+        if self.count >= self.budget:
+            raise _BudgetSpent()
+        try:
+            outcome = race.run_schedule(chooser)
+        except (HarnessError, _BudgetSpent, KeyboardInterrupt):
+            raise
+        except BaseException:  # Hypothesis stopped the case mid-draw (StopTest, overrun)
+            self.aborted += 1
+            raise
+        self.count += 1
+        if isinstance(chooser, HypothesisChooser):
+            race._remember(tuple(chooser.taken), outcome)
+        if self.progress is not None:
+            self.progress(self.count, self.budget)
+        if not outcome.passed:
+            self.first = self.count
+        return outcome
+
+
+class SearchMixin(RaceBase):
+    """The search over schedules: budgets, strategies, Hypothesis, stop reasons, divergence facts."""
+
+    def explore(self, *, strategy: str = "auto", max_schedules: int | None = None,
+                profile: str | None = None, seed: int | None = None, preemption_bound: int = 2,
+                pct_depth: int = 2, database_dir: str | Path | None = None,
+                stop_at_first: bool = True, minimize: bool = True,
+                progress: Callable[[int, int], None] | None = None) -> ExploreResult:
+        """Search schedules for a failing one; the reported failure is minimal (shrunk) and replayable.
+
+        At most ``max_schedules`` schedules are run by the search; runs that confirm and minimize a
+        failure, and Hypothesis test cases abandoned mid-schedule, are counted apart; why the search
+        stopped is ``stop_reason``."""
+        profile = profile or os.environ.get("HARNESS_PROFILE", "dev")
+        if profile not in PROFILES:
+            raise HarnessError(f"unknown exploration profile {profile!r}; use one of {', '.join(PROFILES)}.")
+        if strategy not in ("auto", "hypothesis", "exhaustive", "pct", "random"):
+            raise HarnessError(f"unknown strategy {strategy!r}; use auto, hypothesis, exhaustive, pct or random.")
+        budget = max_schedules or PROFILES[profile]["max_examples"]
+        seed = seed if seed is not None else 0
+        start = time.perf_counter()
+        tally = _Tally(budget, progress=progress)
+        failure: ScheduleOutcome | None = None
+        exhausted = False
+
+        def one(chooser: Chooser) -> ScheduleOutcome:
+            return tally.run(self, chooser)
+
+        # one unrecorded run first: lazy initialisation in the code under test (an ORM's first connect
+        # queries its dialect) must not make the first schedule take other decisions than its replays
+        self.run_schedule(ContinueChooser())
+        try:
+            if strategy == "auto":
+                # 1. failures stored in the example database first; 2. every schedule with at most one
+                # preemption (most races need one: CHESS's observation), up to half the budget, in a
+                # fixed order; 3. Hypothesis generation with what is left
+                failure, _ = self._explore_hypothesis(one, budget, profile, database_dir, phases=[Phase.reuse])
+                if failure is None:
+                    failure = self._first_failure(bounded_exhaustive(one, 1, max(1, budget // 2)))
+                if failure is None and tally.count < budget:
+                    failure, exhausted = self._explore_hypothesis(one, budget - tally.count, profile,
+                                                                  database_dir, phases=[Phase.generate])
+            elif strategy == "hypothesis":
+                failure, exhausted = self._explore_hypothesis(one, budget, profile, database_dir)
+            elif strategy in ("random", "pct"):
+                for i in range(budget):
+                    chooser: Chooser = RandomChooser(seed + i) if strategy == "random" else PCTChooser(
+                        seed + i, depth=pct_depth, expected_moves=max(10, 4 * len(self.actors) * 6),
+                        actors=list(self.actors))
+                    outcome = one(chooser)
+                    if not outcome.passed:
+                        failure = outcome
+                        if stop_at_first:
+                            break
+            else:
+                search = bounded_exhaustive(one, preemption_bound, budget)
+                failure = self._first_failure(search, stop_at_first)
+                # the enumeration ended below the budget: every schedule within the bound was tried
+                exhausted = failure is None and tally.count < budget
+        except _BudgetSpent:
+            pass
+        verified = False
+        before = tally.count
+        if failure is not None and minimize:
+            failure, verified, runs = self.minimize(failure)
+            tally.shrink_runs += runs
+        reason = StopReason.FAILURE if failure is not None else (
+            StopReason.EXHAUSTED if exhausted else StopReason.BUDGET)
+        assert tally.count == before <= budget
+        return ExploreResult(strategy, tally.count, time.perf_counter() - start, failure, tally.first, seed,
+                             verified, reason, budget, tally.shrink_runs, tally.aborted)
+
+    def _remember(self, decisions: tuple[int, ...], outcome: ScheduleOutcome) -> None:
+        """Keep who could move at each move for these decisions; a second run of the same decisions
+        that differs is a fact for the divergence message (see :meth:`_diagnose`)."""
+        before = self._seen.get(decisions)
+        if before is None:
+            if len(self._seen) < 5000:
+                self._seen[decisions] = outcome
+            return
+        if before.options != outcome.options:
+            move = next(i for i, (a, b) in enumerate(itertools.zip_longest(before.options, outcome.options))
+                        if a != b)
+            a, b = (x.options[move] if move < len(x.options) else [] for x in (before, outcome))
+            changed = sorted(set(a) ^ set(b))
+            waits = [f"{e.session} waited ({', '.join(f'for {w.holder or chr(63)} on {w.lock}' for w in e.waits)})"
+                     for x in (before, outcome) for e in x.trace.events
+                     if e.kind == "blocked" and e.session in changed]
+            self._facts.append(f"at move {move + 1} after {' '.join(outcome.schedule[:move]) or 'the start'}, "
+                               f"one run could move {', '.join(a) or 'nobody'} and another "
+                               f"{', '.join(b) or 'nobody'}: {', '.join(changed)} changed"
+                               + (f"; waits seen: {'; '.join(sorted(set(waits)))}" if waits else ""))
+        elif before.violations != outcome.violations:
+            self._facts.append(f"schedule {outcome.schedule_text} gave {before.violations or 'no violation'} once "
+                               f"and {outcome.violations or 'no violation'} once: the code under test or its "
+                               "data varies between runs of one schedule (state left by an earlier schedule, "
+                               "time, randomness?)")
+
+    def _diagnose(self) -> str:
+        if self._facts:
+            return "Facts: " + "; ".join(dict.fromkeys(self._facts[:3])) + "."
+        return ("No two runs of the same decisions differed in who could move or in their verdict; Hypothesis "
+                "saw a different number of decisions, so an actor's path depends on something the schedule "
+                "does not fix (its own randomness, time or state left by an earlier schedule).")
+
+    @staticmethod
+    def _first_failure(outcomes: Iterable[ScheduleOutcome], stop_at_first: bool = True) -> ScheduleOutcome | None:
+        failure = None
+        for outcome in outcomes:
+            if not outcome.passed and failure is None:
+                failure = outcome
+                if stop_at_first:
+                    break
+        return failure
+
+    def _explore_hypothesis(self, one: Callable[[Chooser], ScheduleOutcome], budget: int, profile: str,
+                            database_dir: str | Path | None, phases: list[Phase] | None = None
+                            ) -> tuple[ScheduleOutcome | None, bool]:
+        """Hypothesis generation (no shrinking: :meth:`minimize` does that, deterministically);
+        returns the failure found and whether Hypothesis ran out of distinct schedules."""
+        kwargs = {**PROFILES[profile], "max_examples": budget}
+        db_dir = Path(database_dir or os.environ.get("HARNESS_EXAMPLES_DIR", ".hypothesis/harness"))
+        stats: list[dict[str, Any]] = []
+
+        def make_search(database: Any) -> Callable[[], None]:
+            # quiet: the harness reports what it finds; Hypothesis's own lines (a "@seed(...)" hint on
+            # Ctrl-C, which reads like a test failure) would only mislead
+            @settings(deadline=None, database=database, print_blob=False, verbosity=Verbosity.quiet,
+                      suppress_health_check=list(HealthCheck), phases=phases or [Phase.reuse, Phase.generate],
+                      report_multiple_bugs=False, **kwargs)
+            @given(st.data())
+            def search(data: Any) -> None:
+                outcome = one(HypothesisChooser(data))
+                if not outcome.passed:
+                    raise _Found(outcome)
+
+            # distinct example-database keys per race and backend (same test function otherwise)
+            search._hypothesis_internal_add_digest = f"{self.name}/{self.backend}".encode()  # type: ignore[attr-defined]
+            return search
+
+        def exhausted() -> bool:  # "nothing left to do" after generating: the choice tree is exhausted
+            return bool(stats) and stats[-1].get("stopped-because") == "nothing left to do" and \
+                Phase.generate in (phases or [Phase.generate])
+
+        try:
+            with collector.with_value(stats.append):  # type: ignore[arg-type]
+                make_search(DirectoryBasedExampleDatabase(str(db_dir)))()
+        except _Found as found:
+            return found.outcome, False
+        except unittest.SkipTest:  # the reuse phase alone, and nothing stored: nothing ran, not a skip
+            return None, False
+        except (HypothesisFlaky, FlakyStrategyDefinition) as exc:
+            # a stored example from an earlier, different version of the scenario (or of the code under
+            # test) no longer behaves as recorded: search again without the stale examples
+            try:
+                with collector.with_value(stats.append):  # type: ignore[arg-type]
+                    make_search(None)()
+            except _Found as found:
+                return found.outcome, False
+            except (HypothesisFlaky, FlakyStrategyDefinition):
+                raise HarnessError(
+                    f"race {self.name!r} on {self.backend}: the same decisions gave different schedules "
+                    f"({_first_line(exc)}). {self._diagnose()}"
+                ) from None
+        return None, exhausted()
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
