@@ -105,11 +105,15 @@ class Verdict:
     problems: list[str] = field(default_factory=list)  # human sentences, empty when passed
 
 
-def step_problems(scenario: Scenario, backend: str, trace: Trace) -> list[str]:
-    """Per-step expectations (ok / error code / blocks) that the trace does not meet."""
+def step_problems(scenario: Scenario, backend: str, trace: Trace,
+                  interleaving: Interleaving | None = None) -> list[str]:
+    """Per-step expectations (ok / error code / blocks / rows / completes_after; the interleaving's
+    ``step_expect`` replaces a step's own) that the trace does not meet."""
     problems = []
+    order = trace.completion_order()
     for name in trace.interleaving:
-        exp = scenario.step(name).expect_for(backend)
+        step = scenario.step(name)
+        exp = interleaving.expect_of(step, backend) if interleaving is not None else step.expect_for(backend)
         if exp is None:
             continue
         result = trace.result_of(name)
@@ -125,6 +129,16 @@ def step_problems(scenario: Scenario, backend: str, trace: Trace) -> list[str]:
         if exp.blocks is not None and trace.was_blocked(name) != exp.blocks:
             problems.append(f"step {name} should {'' if exp.blocks else 'not '}block but "
                             f"{'did' if trace.was_blocked(name) else 'did not'}")
+        if exp.rows is not None and not result.error:
+            returned = result.last_rows
+            same = len(returned) == len(exp.rows) and all(len(g) == len(w) and all(
+                value_matches(x, y) for x, y in zip(w, g)) for g, w in zip(returned, exp.rows))
+            if not same:
+                problems.append(f"step {name} should return {[list(r) for r in exp.rows]} but returned {returned}")
+        after = exp.completes_after
+        if after is not None and (after not in order or order.index(after) > order.index(name)):
+            problems.append(f"step {name} should complete after step {after}, but "
+                            + ("that step never completed" if after not in order else "it completed before"))
     return problems
 
 
@@ -132,7 +146,7 @@ def verdict(scenario: Scenario, interleaving: Interleaving, backend: str, trace:
     """Did this interleaving do what the scenario says it should on this backend?"""
     expectation = scenario.expectation(interleaving, backend)
     violated = trace.violated()
-    problems = step_problems(scenario, backend, trace)
+    problems = step_problems(scenario, backend, trace, interleaving)
     if trace.hung:
         hang = next(e for e in trace.events if e.kind == "hang")
         graph = ", ".join(f"{w.waiter} waits for {w.holder or '?'} ({w.lock})" for w in hang.waits) or "no lock waits seen"

@@ -482,6 +482,8 @@ class Engine:
         can release it, so report it now instead of after the timeout (a generated order can do this)."""
         if p.done.is_set() or p.ref.blockers or p.worker.self_wait is not None:
             return False  # a harness-lock wait is a client retry loop: it moves once the key is free
+        if self.scenario.timeouts.lock_wait == "server":
+            return False  # the session's own lock-wait timeout ends the wait; its error is the step's result
         waits = [w for w in self._waits([p]) if w.waiter == p.worker.name]
         if not waits or any(w.holder is None or self.workers[w.holder].active is not None for w in waits):
             return False

@@ -170,8 +170,9 @@ def race_for_scenario(scenario: Scenario, backend: str, database: Database,
     plain = replace(scenario, checks=tuple(c for c in scenario.checks if c.kind != "durable"))
     race.trace_checker = lambda trace, conn: check_violations(plain, backend, trace, race.dialect,
                                                               race.text_session())
+    race.allowed_errors.extend(scenario.allowed_for(backend))
     if scenario.sessions:
-        race.step_checker = lambda trace: step_violations(scenario, backend, trace)
+        race.step_checker = lambda trace: step_violations(scenario, backend, trace, scenario.allowed_for(backend))
     if scenario.actors:
         for spec in scenario.actors:
             fn = _resolve(scenario, spec)

@@ -43,6 +43,8 @@ class StepExpect:
     error: str | None = None  # SQLSTATE / error number; "any" for any error
     ok: bool | None = None  # True: must succeed
     blocks: bool | None = None  # True: must be seen blocked; False: must never block
+    rows: tuple[tuple[Any, ...], ...] | None = None  # the rows its last result must return
+    completes_after: str | None = None  # a step that must have completed before it completes
 
 
 @dataclass(frozen=True)
@@ -111,6 +113,13 @@ class Interleaving:
     name: str | None = None
     expect: Mapping[str, Expectation] = field(default_factory=dict)  # backend (or "*") -> verdict
     line: int = 0
+    # what a step must do in this interleaving (replaces the step's own expect): step -> backend -> it
+    step_expect: Mapping[str, Mapping[str, StepExpect]] = field(default_factory=dict)
+
+    def expect_of(self, step: "Step", backend: str) -> "StepExpect | None":
+        """The step's expectation in this interleaving on ``backend``."""
+        own = self.step_expect.get(step.name)
+        return own.get(backend, own.get(ANY_BACKEND)) if own is not None else step.expect_for(backend)
 
     @property
     def label(self) -> str:
@@ -154,6 +163,9 @@ class ExploreSpec:
 class Timeouts:
     step: float = 10.0  # a step may make no progress this long (the server's deadlock detector
     #                     fires well within it) before the run is declared hung
+    # a step asked of a session that waits for a holder with nothing in flight: "report" it as a hang
+    # at once, or let the "server"'s own lock-wait timeout end the wait (its error is the step's result)
+    lock_wait: str = "report"
 
 
 @dataclass(frozen=True)
@@ -173,6 +185,7 @@ class Scenario:
     source: str = "yaml"  # "yaml" | "spec"
     actors: tuple[ActorSpec, ...] = ()
     explore: ExploreSpec | None = None
+    allowed_errors: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # backend (or "*") -> codes
     faults: tuple[FaultSpec, ...] = ()
 
     @property
@@ -190,6 +203,10 @@ class Scenario:
     @property
     def step_names(self) -> list[str]:
         return [s.name for sess in self.sessions for s in sess.steps]
+
+    def allowed_for(self, backend: str) -> tuple[str, ...]:
+        """Error codes (numbers or SQLSTATEs) an actor or an explored step may end with on ``backend``."""
+        return self.allowed_errors.get(ANY_BACKEND, ()) + self.allowed_errors.get(backend, ())
 
     def exploration_expectation(self, backend: str) -> Expectation | None:
         for table in ((self.explore.expect if self.explore else {}), self.expect):

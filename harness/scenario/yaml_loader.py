@@ -23,11 +23,12 @@ from .model import (ANY_BACKEND, FAULT_ACTIONS, ActorSpec, Check, Expectation, E
                     Scenario, Session, Step, StepExpect, StepRef, Timeouts)
 
 SCENARIO_KEYS = ("name", "description", "backends", "setup", "teardown", "sessions", "checks",
-                 "interleavings", "expect", "max_interleavings", "timeouts", "actors", "explore", "faults")
+                 "interleavings", "expect", "max_interleavings", "timeouts", "actors", "explore", "faults",
+                 "allowed_errors")
 SESSION_KEYS = ("isolation", "setup", "teardown", "steps")
 STEP_KEYS = ("sql", "action", "args", "expect")
 CHECK_KEYS = ("sql", "expect")
-INTERLEAVING_KEYS = ("steps", "name", "expect")
+INTERLEAVING_KEYS = ("steps", "name", "expect", "step_expect")
 ACTOR_KEYS = ("call", "args")
 EXPLORE_KEYS = ("schedules", "strategy", "expect")
 FAULT_KINDS = ("lose_commit_ack", "kill_session", "inject_error", "skew_clock", "partition", "cut", "delay",
@@ -37,7 +38,8 @@ GLOBAL_FAULTS = ("crash_server", "redis_outage")
 #: faults that take ``ms:``
 TIMED_FAULTS = ("skew_clock", "delay")
 STRATEGIES = ("auto", "hypothesis", "exhaustive", "pct", "random")
-STEP_EXPECT_KEYS = ("ok", "error", "blocks")
+STEP_EXPECT_KEYS = ("ok", "error", "blocks", "rows", "completes_after")
+LOCK_WAIT = ("report", "server")
 #: upper bounds of the numbers a scenario gives (finite, and far above any useful value)
 MAX_SCHEDULES = 1_000_000
 MAX_INTERLEAVINGS = 1_000_000
@@ -81,6 +83,11 @@ def _step_expect(r: _Reader, node: yaml.Node, what: str) -> StepExpect:
     for key, key_node, value in r.mapping(node, what, STEP_EXPECT_KEYS):
         if key == "error":
             out["error"] = r.text(value, f"{what} error").strip()
+        elif key == "completes_after":
+            out["completes_after"] = r.text(value, f"{what} completes_after").strip()
+        elif key == "rows":
+            rows = [r.sequence(row, f"{what} rows item") for row in r.sequence(value, f"{what} rows")]
+            out["rows"] = tuple(tuple(r.value(cell) for cell in row) for row in rows)
         else:
             raw = r.scalar(value, f"{what} {key}").strip().lower()
             if raw not in ("true", "false"):
@@ -88,7 +95,18 @@ def _step_expect(r: _Reader, node: yaml.Node, what: str) -> StepExpect:
             out[key] = raw == "true"
     if out.get("ok") and out.get("error"):
         raise r.fail(node, f"{what} cannot expect both ok and an error.")
+    if out.get("rows") is not None and out.get("error"):
+        raise r.fail(node, f"{what} cannot expect both rows and an error.")
     return StepExpect(**out)
+
+
+def _check_step_refs(r: _Reader, node: yaml.Node, what: str, expects: dict[str, StepExpect],
+                     step_names: dict[str, int]) -> None:
+    """``completes_after`` must name a step of the scenario."""
+    for exp in expects.values():
+        if exp.completes_after is not None and exp.completes_after not in step_names:
+            raise r.fail(node, f"{what} completes_after names step {exp.completes_after!r}, which no session "
+                               f"defines.{_closest(exp.completes_after, step_names)}")
 
 
 def _check(r: _Reader, name: str, node: yaml.Node) -> Check:
@@ -245,6 +263,13 @@ def _interleaving(r: _Reader, node: yaml.Node, index: int, step_names: dict[str,
         name = r.text(items["name"], f"{what} name").strip() if "name" in items else None
         if "expect" in items:
             expect = r.per_backend(items["expect"], f"{what} expect", lambda n, w: _expectation(r, n, w))
+    step_expect: dict[str, dict[str, StepExpect]] = {}
+    if isinstance(node, yaml.MappingNode) and "step_expect" in items:
+        for step, key_node, value in r.mapping(items["step_expect"], f"{what} step_expect"):
+            table = r.per_backend(value, f"{what} step_expect {step}", lambda n, w: _step_expect(r, n, w),
+                                  STEP_EXPECT_KEYS)
+            _check_step_refs(r, value, f"{what} step_expect {step}", table, step_names)
+            step_expect[step] = table
     if isinstance(steps_node, yaml.SequenceNode):
         names = [r.text(s, f"{what} step") .strip() for s in steps_node.value]
     else:
@@ -253,7 +278,11 @@ def _interleaving(r: _Reader, node: yaml.Node, index: int, step_names: dict[str,
         if step not in step_names:
             raise r.fail(steps_node, f"{what} names step {step!r}, which no session defines."
                                      + _closest(step, step_names))
-    return Interleaving(tuple(StepRef(s) for s in names), name, expect, node.start_mark.line + 1)
+    for step in step_expect:
+        if step not in names:
+            raise r.fail(items["step_expect"], f"{what} step_expect names step {step!r}, which this interleaving "
+                                               f"does not run.{_closest(step, names)}")
+    return Interleaving(tuple(StepRef(s) for s in names), name, expect, node.start_mark.line + 1, step_expect)
 
 
 def load_yaml(text: str, path: str) -> Scenario:
@@ -285,6 +314,13 @@ def load_yaml(text: str, path: str) -> Scenario:
         sessions = tuple(_session(r, name, value, step_names, names, backends) for name, _, value in listed_sessions)
         if not sessions:
             raise r.fail(items["sessions"][1], "the scenario has no sessions.")
+    for session in sessions:
+        for step in session.steps:
+            for wanted in step.expect.values():
+                if wanted.completes_after is not None and wanted.completes_after not in step_names:
+                    raise ScenarioError(f"step {step.name!r} expect completes_after names step "
+                                        f"{wanted.completes_after!r}, which no session defines."
+                                        f"{_closest(wanted.completes_after, step_names)}", path=path, line=step.line)
     actors = tuple(_actor(r, name, value) for name, _, value in r.mapping(items["actors"][1], "actors")) \
         if "actors" in items else ()
     if "actors" in items and not actors:
@@ -368,9 +404,24 @@ def load_yaml(text: str, path: str) -> Scenario:
 
     timeouts = Timeouts()
     if "timeouts" in items:
-        t = dict((k, v) for k, _, v in r.mapping(items["timeouts"][1], "timeouts", ("step",)))
-        if "step" in t:
-            timeouts = Timeouts(step=r.number(t["step"], "timeouts step", 0.1, MAX_STEP_TIMEOUT))
+        t = dict((k, v) for k, _, v in r.mapping(items["timeouts"][1], "timeouts", ("step", "lock_wait")))
+        lock_wait = r.text(t["lock_wait"], "timeouts lock_wait").strip() if "lock_wait" in t else "report"
+        if lock_wait not in LOCK_WAIT:
+            raise r.fail(t["lock_wait"], f"timeouts lock_wait must be report (a step asked of a session that "
+                                         f"waits for an idle holder is reported at once) or server (the "
+                                         f"server's own lock-wait timeout ends the wait), not {lock_wait!r}."
+                                         + _closest(lock_wait, LOCK_WAIT))
+        timeouts = Timeouts(step=r.number(t["step"], "timeouts step", 0.1, MAX_STEP_TIMEOUT) if "step" in t
+                            else Timeouts.step, lock_wait=lock_wait)
+
+    allowed: dict[str, tuple[str, ...]] = {}
+    if "allowed_errors" in items:
+        def codes(n: yaml.Node, w: str) -> tuple[str, ...]:
+            if isinstance(n, yaml.MappingNode):  # not all keys are backends (else per_backend took it)
+                r.mapping(n, w, BACKENDS)  # raises on the stray key, with the closest backend
+            listed = r.sequence(n, w) if isinstance(n, yaml.SequenceNode) else [n]
+            return tuple(r.text(c, f"{w} item").strip() for c in listed)
+        allowed = r.per_backend(items["allowed_errors"][1], "allowed_errors", codes)
 
     name = Path(path).stem
     if "name" in items:
@@ -384,6 +435,7 @@ def load_yaml(text: str, path: str) -> Scenario:
         max_interleavings=r.count(items["max_interleavings"][1], "max_interleavings", MAX_INTERLEAVINGS)
         if "max_interleavings" in items else 100,
         timeouts=timeouts, source="yaml", actors=actors, explore=explore, faults=tuple(faults),
+        allowed_errors=allowed,
     )
 
 
