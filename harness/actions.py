@@ -122,6 +122,9 @@ class _StepObserver:
     def point(self, label: str) -> None:
         pass
 
+    def done(self, op: str, lock: str, key: str, ok: bool) -> None:
+        pass  # a step's lock result is its row (acquired / released)
+
 
 @dataclass
 class LockActions:

@@ -56,6 +56,9 @@ class LockObserver(Protocol):
     def point(self, label: str) -> None:
         """A scheduling point before every lock operation."""
 
+    def done(self, op: str, lock: str, key: str, ok: bool) -> None:
+        """An ``acquire`` or ``release`` finished (``ok``: got / released it): the trace's lock spans."""
+
 
 @dataclass
 class BackoffObserver:
@@ -79,6 +82,9 @@ class BackoffObserver:
         self._delay = 0.0
 
     def point(self, label: str) -> None:
+        pass
+
+    def done(self, op: str, lock: str, key: str, ok: bool) -> None:
         pass
 
 
@@ -135,11 +141,13 @@ class RedisLock:
             while not self.try_acquire():
                 holder = self.client.get(self.key)
                 if deadline is not None and time.monotonic() >= deadline:
+                    self._obs.done("acquire", "redis lock", self.key, False)
                     return False
                 holder_text = holder.decode() if isinstance(holder, bytes) else holder
                 self._obs.blocked("redis lock", self.key, holder_text)
                 waiting = True
                 self._obs.retry_wait()
+            self._obs.done("acquire", "redis lock", self.key, True)
             return True
         finally:
             if waiting:
@@ -149,7 +157,9 @@ class RedisLock:
         """Delete the key only if it still holds our token; False if the lease was lost to someone else."""
         self._obs.point(f"redis:release:{self.key}")
         self.held = False
-        return bool(self.client.eval(RELEASE_SCRIPT, 1, self.key, self.token))
+        released = bool(self.client.eval(RELEASE_SCRIPT, 1, self.key, self.token))
+        self._obs.done("release", "redis lock", self.key, released)
+        return released
 
     def current_holder(self) -> str | None:
         value = self.client.get(self.key)
@@ -225,6 +235,8 @@ class MySQLUserLock:
         if got is None:
             raise LockError(f"GET_LOCK({self.key!r}) failed in the server (killed, or out of memory).")
         self.held = int(got) == 1
+        if self.observer:
+            self.observer.done("acquire", "user lock", self.key, self.held)
         return self.held
 
     def release(self) -> bool:
@@ -234,7 +246,10 @@ class MySQLUserLock:
             self.observer.point(f"get_lock:release:{self.key}")
         self.held = False
         released = query(self.conn, "SELECT RELEASE_LOCK(%s)", (self.key,))[0][0]
-        return released is not None and int(released) == 1
+        ok = released is not None and int(released) == 1
+        if self.observer:
+            self.observer.done("release", "user lock", self.key, ok)
+        return ok
 
     def holder(self) -> int | None:
         """The connection id holding the lock (IS_USED_LOCK), if any."""
@@ -291,6 +306,12 @@ class PgAdvisoryLock:
     def acquire(self, timeout: float | None = None) -> bool:
         if self.observer:
             self.observer.point(f"{self.kind}:acquire:{self.key}")
+        got = self._acquire(timeout)
+        if self.observer:
+            self.observer.done("acquire", "advisory lock", str(self.key), got)
+        return got
+
+    def _acquire(self, timeout: float | None) -> bool:
         _deadline(timeout)
         lock_fn = "pg_advisory_xact_lock" if self.xact else "pg_advisory_lock"
         if timeout is None:
@@ -345,9 +366,11 @@ class PgAdvisoryLock:
         if self.observer:
             self.observer.point(f"{self.kind}:release:{self.key}")
         self.held = False
-        if self.xact:
-            return False
-        return query(self.conn, "SELECT " + self._fn("pg_advisory_unlock"), self._args)[0][0] in (True, "t")
+        released = not self.xact and query(self.conn, "SELECT " + self._fn("pg_advisory_unlock"),
+                                           self._args)[0][0] in (True, "t")
+        if self.observer:
+            self.observer.done("release", "advisory lock", str(self.key), released)
+        return released
 
 
 def _sqlstate(exc: BaseException) -> str | None:

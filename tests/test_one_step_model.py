@@ -172,3 +172,29 @@ def test_psycopg2_and_sqlalchemy_errors_keep_their_sqlstate(pg_database) -> None
     for exc in (raw.value, wrapped):
         got = error_info(exc)
         assert (got.code, got.sqlstate, got.driver) == ("23505", "23505", "psycopg2.errors.UniqueViolation")
+
+
+def test_the_text_trace_shows_lock_spans_and_bound_parameters(race: Race, backend: str) -> None:
+    from harness.report.text import trace_lines
+
+    race.setup("CREATE TABLE rules (name varchar(20))")
+    race.teardown("DROP TABLE rules")
+
+    def save(ctx) -> None:  # type: ignore[no-untyped-def]
+        lock = ctx.lock("redis", "rule-r1")
+        conn = ctx.connect()
+        with lock:
+            cur = conn.cursor()
+            cur.execute("SELECT count(*) FROM rules WHERE name = %s", ("r1",))
+            if int(cur.fetchone()[0]) == 0:
+                cur.execute("INSERT INTO rules VALUES (%s)", ("r1",))
+        conn.commit()  # after the unlock: bk-ci's bug
+
+    race.actor("A", save)
+    race.actor("B", save)
+    outcome = race.replay("A A A A A B B B B B A")
+    text = "\n".join(trace_lines(outcome.trace))
+    assert "LOCK redis lock harness:" in text and "UNLOCK redis lock harness:" in text, text
+    assert "INSERT INTO rules VALUES (%s) [('r1',)]" in text, text
+    locks = [(e.session, e.detail["op"]) for e in outcome.trace.events if e.kind == "lock"]
+    assert locks[:2] == [("A", "acquire"), ("A", "release")], locks

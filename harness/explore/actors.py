@@ -62,6 +62,7 @@ class _Actor:
     step: str | None = None  # the scenario step its call runs (scenario sessions), for the trace
     sql: str | None = None  # the statement its call sends, when known
     fired: str | None = None  # the fault that fired in its current call (its result is the fault's doing)
+    params: str | None = None  # its current statement's bound parameters, as the trace shows them
     victim: bool = False  # the harness cancelled its call to break a wait-for cycle
     lock_key: str | None = None
     lock_waits: WaitEdge | None = None

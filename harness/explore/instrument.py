@@ -51,7 +51,7 @@ class _Proxy:
     def __setattr__(self, name: str, value: Any) -> None:
         setattr(self._obj, name, value)
 
-    def _call(self, label: str, fn: Callable[[], Any]) -> Any:
+    def _call(self, label: str, fn: Callable[[], Any], params: Any = None) -> Any:
         sched = self._sched()
         if sched is None:
             return fn()
@@ -59,7 +59,16 @@ class _Proxy:
             sched.register_session(self._sid)
         commits = label == "COMMIT" or _autocommit(self._obj)
         conn = getattr(self._obj, "connection", self._obj)  # cursors name their connection
-        return sched.db_call(label, self._sid, fn, conn=conn, point=not self._quiet, commits=commits)
+        return sched.db_call(label, self._sid, fn, conn=conn, point=not self._quiet, commits=commits,
+                             params=_params(params))
+
+
+def _params(args: Any) -> str | None:
+    """Bound parameter values as the trace shows them (``%s`` alone says little), kept short."""
+    if not args:
+        return None
+    text = repr(args[0] if isinstance(args, tuple) and len(args) == 1 else args)
+    return text if len(text) <= 200 else text[:197] + "..."
 
 
 def _autocommit(handle: Any) -> bool:
@@ -73,7 +82,7 @@ class InstrumentedCursor(_Proxy):
     __slots__ = ()
 
     def execute(self, sql: Any, *args: Any, **kwargs: Any) -> Any:
-        result = self._call(_label(sql), lambda: self._obj.execute(sql, *args, **kwargs))
+        result = self._call(_label(sql), lambda: self._obj.execute(sql, *args, **kwargs), args)
         return self if result is self._obj else result  # psycopg 3 returns the cursor (chaining)
 
     def executemany(self, sql: Any, *args: Any, **kwargs: Any) -> Any:
@@ -114,7 +123,7 @@ class InstrumentedConnection(_Proxy):
         return InstrumentedCursor(self._obj.cursor(*args, **kwargs), self._sched, self._sid, self._quiet)
 
     def execute(self, sql: Any, *args: Any, **kwargs: Any) -> Any:  # psycopg 3 shortcut
-        cur = self._call(_label(sql), lambda: self._obj.execute(sql, *args, **kwargs))
+        cur = self._call(_label(sql), lambda: self._obj.execute(sql, *args, **kwargs), args)
         return InstrumentedCursor(cur, self._sched, self._sid, self._quiet)
 
     def commit(self) -> Any:

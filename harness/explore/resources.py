@@ -243,3 +243,8 @@ class _SchedulerObserver:
         s = self._sched()
         if s is not None:
             s.lock_unblocked()
+
+    def done(self, op: str, lock: str, key: str, ok: bool) -> None:
+        s = self._sched()
+        if s is not None:
+            s.lock_done(op, lock, key, ok)

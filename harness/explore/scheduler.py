@@ -137,7 +137,7 @@ class Scheduler(Conductor):
 
     def call(self, label: str, sid: int | None, fn: Callable[[], Any], *, point: bool = True,
              commits: bool = False, step: str | None = None, sql: str | None = None,
-             on_error: Callable[[BaseException], Any] | None = None) -> Any:
+             on_error: Callable[[BaseException], Any] | None = None, params: str | None = None) -> Any:
         """A scheduling point followed by a database call that may block in the server.
 
         ``point=False``: no decision before the call (a lock's own helper statements), but a wait in
@@ -153,7 +153,7 @@ class Scheduler(Conductor):
             return fn()
         with self.cond:
             actor.sid, actor.op_seq, actor.blocked_in_call, actor.victim = sid, actor.op_seq + 1, False, False
-            actor.step, actor.sql, actor.fired = step, sql, None
+            actor.step, actor.sql, actor.fired, actor.params = step, sql, None, params
         error: BaseException | None = None
         value: Any = None
         try:
@@ -189,7 +189,8 @@ class Scheduler(Conductor):
 
     def db_call(self, label: str, sid: int | None, fn: Callable[[], Any], *, conn: Any, point: bool = True,
                 commits: bool = False, faults: bool = True, step: str | None = None,
-                sql: str | None = None, on_error: Callable[[BaseException], Any] | None = None) -> Any:
+                sql: str | None = None, on_error: Callable[[BaseException], Any] | None = None,
+                params: str | None = None) -> Any:
         """:meth:`call` for a database statement on ``conn``, where a fault armed for the actor fires
         (after the grant): an injected error instead of the call, a "before" function first, or a
         lost acknowledgement after a call that commits -- the connection is closed and the driver's
@@ -208,7 +209,8 @@ class Scheduler(Conductor):
                     raise fault[1]
             return value
 
-        return self.call(label, sid, with_faults, point=point, commits=commits, step=step, sql=sql, on_error=on_error)
+        return self.call(label, sid, with_faults, point=point, commits=commits, step=step, sql=sql, on_error=on_error,
+                         params=params)
 
     def lock_blocked(self, lock: str, key: str, holder: str | None) -> None:
         """The current actor failed to take a lock the database cannot see (e.g. Redis) and will wait."""
@@ -234,6 +236,16 @@ class Scheduler(Conductor):
         if actor is not None:
             with self.cond:
                 actor.lock_key, actor.lock_waits, actor.quiet_retry = None, None, False
+
+    def lock_done(self, op: str, lock: str, key: str, ok: bool) -> None:
+        """The current actor acquired or released a lock (``ok``: it got / released it): a ``lock`` event,
+        so a trace shows who held which lock from when to when."""
+        actor = self.current()
+        if actor is None:
+            return
+        with self.cond:
+            self._emit(Event(self._clock(), "lock", actor.name, f"{actor.name}{actor.segments}",
+                             f"{op} {lock} {key}", detail={"op": op, "lock": lock, "key": key, "ok": ok}))
 
     def fault(self, kind: str, detail: dict[str, Any]) -> None:
         actor = self.current()

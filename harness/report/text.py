@@ -29,6 +29,8 @@ def trace_lines(trace: Trace) -> list[str]:
             else:
                 what = "ok"
             after = " (after wait)" if e.detail.get("after_wait") else ""
+            if e.detail.get("params"):
+                sql += f" [{e.detail['params']}]"
             lines.append(f"  {e.t * 1000:8.1f} ms  {e.session:>6} {e.step:<8} {sql}  {what}{after}")
         elif e.kind == "notice":
             lines.append(f"  {e.t * 1000:8.1f} ms  {e.session:>6} {'':8} {e.detail.get('severity')}: {e.detail.get('message')}")
@@ -40,6 +42,14 @@ def trace_lines(trace: Trace) -> list[str]:
             what = e.detail.get("reason") or e.detail.get("fault") or ""
             lines.append(f"  {e.t * 1000:8.1f} ms  {e.kind.upper()} {e.session or ''} {e.step or ''} "
                          f"{what} {graph}".rstrip())
+        elif e.kind == "lock":
+            d = e.detail
+            what = {("acquire", True): "LOCK", ("acquire", False): "LOCK not acquired",
+                    ("release", True): "UNLOCK", ("release", False): "UNLOCK (not held)"}[(str(d.get("op")), bool(d.get("ok")))]
+            lines.append(f"  {e.t * 1000:8.1f} ms  {e.session:>6} {e.step or '':<8} {what} {d.get('lock')} {d.get('key')}")
+        elif e.kind == "deadlock":
+            lines.append(f"  {e.t * 1000:8.1f} ms  DEADLOCK {' -> '.join(e.detail.get('cycle', []))}: victim "
+                         f"{e.detail.get('victim')} (cycle broken by the harness)")
         elif e.kind == "op":
             lines.append(f"  {e.t * 1000:8.1f} ms  {e.session:>6} {'':8} op {e.detail.get('op')} "
                          f"{e.detail.get('value')} -> {e.detail.get('status')}")
