@@ -25,6 +25,7 @@ teardown and the next interleaving.
 from __future__ import annotations
 
 import queue
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -117,6 +118,14 @@ class _Armed:
     error: ErrorInfo | None = None
 
 
+_BEGIN = re.compile(r"^\s*(BEGIN|START\s+TRANSACTION)\b", re.I)
+
+
+def starts_transaction(sql: str | None) -> bool:
+    """Whether a step's SQL opens a transaction (ends a session's run outside one)."""
+    return bool(sql) and _BEGIN.match(sql or "") is not None
+
+
 class _Worker:
     """One session: a connection and a thread that runs its steps one by one."""
 
@@ -127,6 +136,7 @@ class _Worker:
         self.self_wait: WaitEdge | None = None
         self.lost: str | None = None  # how the connection went away ("killed at step f1"), None if alive
         self.lost_reported = False  # a step already failed with the driver's error for that loss
+        self.outside_tx = False  # the server rolled its transaction back; no BEGIN since
         self.armed: list[_Armed] = []
         self.total_notices = 0
         self._notices: list[tuple[float, ErrorInfo]] = []
@@ -164,6 +174,25 @@ class _Worker:
                 pending.done.set()
 
         self._jobs.put(job)
+
+    def call(self, fn: Callable[[], Any]) -> Any:
+        """Run ``fn`` in this worker's thread (its connection is only used there) and return its value."""
+        box: dict[str, Any] = {}
+        ready = threading.Event()
+
+        def job() -> None:
+            try:
+                box["v"] = fn()
+            except Exception as exc:
+                box["e"] = exc
+            finally:
+                ready.set()
+
+        self._jobs.put(job)
+        ready.wait()
+        if "e" in box:
+            raise box["e"]
+        return box["v"]
 
     def run_now(self, sql: str) -> StepResult:
         """Run SQL synchronously on this session (setup/teardown), in this worker's thread."""
@@ -432,7 +461,7 @@ class Engine:
                 waits = self._waits([p])
                 if waits and not p.done.is_set():
                     self._flush_notices(p.worker, trace, p.step.name)
-                    if not retry:
+                    if not retry and not p.reported_waiting:
                         self._report_waiting(p, trace, waits)
                     return True
             elapsed = self.clock() - start
@@ -466,13 +495,16 @@ class Engine:
         active = [w.active for w in self.workers.values() if w.active is not None and not w.active.done.is_set()]
         if len(active) < 2:
             return
-        cycle = wait_cycle(self._waits(active))
+        edges = self._waits(active)
+        cycle = wait_cycle(edges)
         if not cycle:
             return
         victim = max((p for p in active if p.worker.name in cycle), key=lambda p: p.t_launch)
         if victim.victim:
             return
         victim.victim = True
+        if not victim.reported_waiting:  # it waited: its wait closed the cycle (as an explored run shows)
+            self._report_waiting(victim, trace, [w for w in edges if w.waiter == victim.worker.name])
         trace.events.append(Event(self.clock(), "deadlock", victim.worker.name, victim.step.name, victim.sql or None,
                                   detail={"cycle": cycle, "victim": victim.worker.name, "broken_by": "harness"}))
         self._cancel(victim)
@@ -529,9 +561,19 @@ class Engine:
         if p.conn_lost:
             detail["connection_lost"] = True
         detail.update(p.note)
+        if starts_transaction(p.sql):
+            worker.outside_tx = False
+        elif worker.outside_tx:
+            detail["outside_transaction"] = True  # runs as autocommit: its transaction was rolled back
         trace.events.append(Event(self.clock(), "complete", worker.name, p.step.name, p.sql or None,
                                   result=p.result, detail=detail))
         worker.active = None
+        error = p.result.error
+        if error is not None and not p.conn_lost and not worker.outside_tx and \
+                worker.call(lambda: self.dialect.ended_transaction(worker.conn, error)):
+            worker.outside_tx = True
+            trace.events.append(Event(self.clock(), "rollback", worker.name, p.step.name, detail={
+                "by_server": True, "code": error.code}))
         if p.conn_lost:  # stays gone for the rest of the interleaving (see _launch, _revive_lost)
             if worker.lost is None:
                 worker.lost = (f"closed at step {p.step.name} (lose_commit_ack of step {p.fault['by_step']})"
@@ -617,7 +659,9 @@ class Engine:
         for session in self.scenario.sessions:
             worker = self.workers[session.name]
             if session.isolation:
-                result = worker.run_now(self.dialect.isolation_sql(session.isolation))
+                sql = self.dialect.isolation_sql(session.isolation)
+                result = worker.run_now(sql)
+                trace.events.append(Event(self.clock(), "setup", session.name, None, sql, result=result))
                 if result.error:
                     raise ScenarioRunError(f"{self.scenario.path}:{session.line}: isolation level "
                                            f"{session.isolation!r} of session {session.name!r} was refused: "

@@ -26,6 +26,9 @@ def summary(trace: Trace, steps: set[str]) -> dict[str, Any]:
             for e in trace.completions() if e.step in steps]
     return {"completed": done,
             "waited": sorted({e.step for e in trace.events if e.kind == "blocked" and e.step in steps}),
+            "rolled back by the server after": [e.step for e in trace.events if e.kind == "rollback"],
+            "outside a transaction": [e.step for e in trace.completions() if e.detail.get("outside_transaction")],
+            "session setup": sorted((e.session, e.sql) for e in trace.events if e.kind == "setup" and e.session),
             "checks": [(e.step, e.detail.get("ok"), e.detail.get("actual")) for e in trace.checks()]}
 
 

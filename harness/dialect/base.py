@@ -196,6 +196,12 @@ class Dialect(ABC):
     def isolation_sql(self, level: str) -> str:
         """The statement that sets a session's default isolation level."""
 
+    def ended_transaction(self, conn: Any, error: ErrorInfo) -> bool:
+        """Whether this error made the server roll the session's whole transaction back, so the
+        session's next statements run outside it (autocommit) until a new BEGIN.  PostgreSQL keeps an
+        aborted transaction open until ROLLBACK: never."""
+        return False
+
     # -- deadlocks ---------------------------------------------------------------------------------
     #: True when the harness must break wait-for cycles itself (see :meth:`prepare_race_database`);
     #: False when the server detects each cycle the moment it closes (InnoDB), so a settled schedule

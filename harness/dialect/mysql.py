@@ -183,6 +183,16 @@ class MySQLDialect(Dialect):
         return isinstance(exc, pymysql.err.OperationalError) and bool(exc.args) and exc.args[0] in (
             2003, 2006, 2013, 2055, 1053, 1927)
 
+    def ended_transaction(self, conn: Any, error: ErrorInfo) -> bool:
+        # a deadlock victim (1213), a lock wait timeout with innodb_rollback_on_timeout (1205) and
+        # MariaDB's snapshot-isolation conflict (1020) may roll the transaction back; ask the session
+        if error.code not in ("1213", "1205", "1020"):
+            return False
+        try:
+            return int(execute(conn, "SELECT @@in_transaction")[0][0]) == 0
+        except pymysql.err.MySQLError:
+            return False
+
     def isolation_sql(self, level: str) -> str:
         return f"SET SESSION TRANSACTION ISOLATION LEVEL {level.upper()}"
 

@@ -63,6 +63,7 @@ class _Actor:
     sql: str | None = None  # the statement its call sends, when known
     fired: str | None = None  # the fault that fired in its current call (its result is the fault's doing)
     params: str | None = None  # its current statement's bound parameters, as the trace shows them
+    note: dict[str, Any] | None = None  # extra detail for its current call's complete event
     victim: bool = False  # the harness cancelled its call to break a wait-for cycle
     lock_key: str | None = None
     lock_waits: WaitEdge | None = None

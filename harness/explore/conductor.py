@@ -417,6 +417,8 @@ class Conductor:
             detail["fault"] = actor.fired
         if kind in ("blocked", "complete") and actor.params:
             detail["params"] = actor.params
+        if kind == "complete" and actor.note:
+            detail.update(actor.note)
         in_call = kind in ("blocked", "complete") and actor.step is not None
         self._emit(Event(self._clock(), kind, actor.name, actor.step if in_call else f"{actor.name}{actor.segments}",
                          actor.sql if in_call and actor.sql else label, result=result, waits=list(waits or []),

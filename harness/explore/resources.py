@@ -111,7 +111,7 @@ class ResourcesMixin(RaceBase):
 
     def call(self, label: str, conn: Any, fn: Callable[[], Any], *, statement: bool = True,
              step: str | None = None, sql: str | None = None,
-             on_error: Callable[[BaseException], Any] | None = None) -> Any:
+             on_error: Callable[[BaseException], Any] | None = None, note: dict[str, Any] | None = None) -> Any:
         """Run ``fn`` (a call on the raw connection ``conn``) as a scheduling point whose waits in the
         server are watched; for actors that drive a connection themselves (scenario sessions).  At a
         ``statement`` a fault armed for the actor fires as on an instrumented connection; ``conn`` is
@@ -126,7 +126,7 @@ class ResourcesMixin(RaceBase):
         if sid is not None:
             sched.register_session(sid)
         return sched.db_call(label, sid, fn, conn=conn, commits=statement, faults=statement, step=step, sql=sql,
-                             on_error=on_error)
+                             on_error=on_error, note=note)
 
     def step_lock_observer(self) -> Any:
         """The lock observer for a scenario step's lock action: its waits are the scheduler's facts

@@ -23,7 +23,7 @@ from typing import Any, Callable
 from ..check import check_violations, step_violations
 from ..dialect import ConnInfo
 from ..dialect.base import error_info
-from ..engine import ActionContext
+from ..engine import ActionContext, starts_transaction
 from ..errors import HarnessError, ScenarioError
 from ..provision import Database, Server
 from ..results import Outcome
@@ -63,8 +63,12 @@ def _session_actor(race: Race, session: Session, backend: str, actions: dict[str
 
     def run(ctx: Any) -> None:
         conn = race.track(dialect.open_session(race.database.info, ctx.name))
+        sched = race._scheduler
         if session.isolation:
-            dialect.run_sql(conn, dialect.isolation_sql(session.isolation))
+            isolation = dialect.isolation_sql(session.isolation)
+            done = dialect.run_sql(conn, isolation)
+            if sched is not None:
+                sched.record("setup", sql=isolation, result=done)
         for block in session.setup:
             sql = block.for_backend(backend)
             if sql:
@@ -80,6 +84,7 @@ def _session_actor(race: Race, session: Session, backend: str, actions: dict[str
                 raise exc
             return StepResult(error=error_info(exc))
 
+        outside_tx = False  # the server rolled the session's transaction back; no BEGIN since
         plan = race.step_plan.get(session.name) if race.step_plan is not None else None
         by_name = {s.name: s for s in session.steps}
         for step in session.steps if plan is None else [by_name[name] for name in plan]:
@@ -98,10 +103,18 @@ def _session_actor(race: Race, session: Session, backend: str, actions: dict[str
                 sql = step.sql.for_backend(backend) if step.sql else None
                 if sql is None:
                     raise HarnessError(f"step {step.name!r} has no SQL for {backend}")
+                if starts_transaction(sql):
+                    outside_tx = False
                 result = race.call(f"{step.name}: {sql}", conn, functools.partial(dialect.run_sql, conn, sql),
-                                   step=step.name, sql=sql, on_error=as_result)
-            if isinstance(result, StepResult) and result.error is not None and result.error.code == "connection":
+                                   step=step.name, sql=sql, on_error=as_result,
+                                   note={"outside_transaction": True} if outside_tx else None)
+            error = result.error if isinstance(result, StepResult) else None
+            if error is not None and error.code == "connection":
                 lost = step.name  # killed, or closed after a lost acknowledgement
+            elif error is not None and not outside_tx and dialect.ended_transaction(conn, error):
+                outside_tx = True  # as the engine records it: later steps run outside the transaction
+                if sched is not None:
+                    sched.record("rollback", step=step.name, detail={"by_server": True, "code": error.code})
         if lost is None:
             for block in session.teardown:
                 sql = block.for_backend(backend)

@@ -137,7 +137,8 @@ class Scheduler(Conductor):
 
     def call(self, label: str, sid: int | None, fn: Callable[[], Any], *, point: bool = True,
              commits: bool = False, step: str | None = None, sql: str | None = None,
-             on_error: Callable[[BaseException], Any] | None = None, params: str | None = None) -> Any:
+             on_error: Callable[[BaseException], Any] | None = None, params: str | None = None,
+             note: dict[str, Any] | None = None) -> Any:
         """A scheduling point followed by a database call that may block in the server.
 
         ``point=False``: no decision before the call (a lock's own helper statements), but a wait in
@@ -153,7 +154,7 @@ class Scheduler(Conductor):
             return fn()
         with self.cond:
             actor.sid, actor.op_seq, actor.blocked_in_call, actor.victim = sid, actor.op_seq + 1, False, False
-            actor.step, actor.sql, actor.fired, actor.params = step, sql, None, params
+            actor.step, actor.sql, actor.fired, actor.params, actor.note = step, sql, None, params, note
         error: BaseException | None = None
         value: Any = None
         try:
@@ -190,7 +191,7 @@ class Scheduler(Conductor):
     def db_call(self, label: str, sid: int | None, fn: Callable[[], Any], *, conn: Any, point: bool = True,
                 commits: bool = False, faults: bool = True, step: str | None = None,
                 sql: str | None = None, on_error: Callable[[BaseException], Any] | None = None,
-                params: str | None = None) -> Any:
+                params: str | None = None, note: dict[str, Any] | None = None) -> Any:
         """:meth:`call` for a database statement on ``conn``, where a fault armed for the actor fires
         (after the grant): an injected error instead of the call, a "before" function first, or a
         lost acknowledgement after a call that commits -- the connection is closed and the driver's
@@ -210,7 +211,7 @@ class Scheduler(Conductor):
             return value
 
         return self.call(label, sid, with_faults, point=point, commits=commits, step=step, sql=sql, on_error=on_error,
-                         params=params)
+                         params=params, note=note)
 
     def lock_blocked(self, lock: str, key: str, holder: str | None) -> None:
         """The current actor failed to take a lock the database cannot see (e.g. Redis) and will wait."""
@@ -236,6 +237,16 @@ class Scheduler(Conductor):
         if actor is not None:
             with self.cond:
                 actor.lock_key, actor.lock_waits, actor.quiet_retry = None, None, False
+
+    def record(self, kind: str, *, sql: str | None = None, result: StepResult | None = None,
+               step: str | None = None, detail: dict[str, Any] | None = None) -> None:
+        """An event of the current actor that is no scheduling point (a session's setup statement, a
+        transaction the server rolled back)."""
+        actor = self.current()
+        if actor is None:
+            return
+        with self.cond:
+            self._emit(Event(self._clock(), kind, actor.name, step, sql, result=result, detail=dict(detail or {})))
 
     def lock_done(self, op: str, lock: str, key: str, ok: bool) -> None:
         """The current actor acquired or released a lock (``ok``: it got / released it): a ``lock`` event,

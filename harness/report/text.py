@@ -29,6 +29,8 @@ def trace_lines(trace: Trace) -> list[str]:
             else:
                 what = "ok"
             after = " (after wait)" if e.detail.get("after_wait") else ""
+            if e.detail.get("outside_transaction"):
+                after += " (outside any transaction: the server rolled it back)"
             if e.detail.get("params"):
                 sql += f" [{e.detail['params']}]"
             lines.append(f"  {e.t * 1000:8.1f} ms  {e.session:>6} {e.step:<8} {sql}  {what}{after}")
@@ -47,6 +49,11 @@ def trace_lines(trace: Trace) -> list[str]:
             what = {("acquire", True): "LOCK", ("acquire", False): "LOCK not acquired",
                     ("release", True): "UNLOCK", ("release", False): "UNLOCK (not held)"}[(str(d.get("op")), bool(d.get("ok")))]
             lines.append(f"  {e.t * 1000:8.1f} ms  {e.session:>6} {e.step or '':<8} {what} {d.get('lock')} {d.get('key')}")
+        elif e.kind == "rollback":
+            lines.append(f"  {e.t * 1000:8.1f} ms  {e.session:>6} {'':8} ROLLBACK by the server after "
+                         f"{e.step} ({e.detail.get('code')}): the transaction is gone, later steps autocommit")
+        elif e.kind == "setup" and e.session:
+            lines.append(f"  {e.t * 1000:8.1f} ms  {e.session:>6} {'setup':<8} {sql}")
         elif e.kind == "deadlock":
             lines.append(f"  {e.t * 1000:8.1f} ms  DEADLOCK {' -> '.join(e.detail.get('cycle', []))}: victim "
                          f"{e.detail.get('victim')} (cycle broken by the harness)")
