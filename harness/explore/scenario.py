@@ -27,7 +27,7 @@ from ..engine import ActionContext, starts_transaction
 from ..errors import HarnessError, ScenarioError
 from ..provision import Database, Server
 from ..results import Outcome
-from ..scenario.model import ActorSpec, FaultSpec, Scenario, Session
+from ..scenario.model import FAULT_KINDS, ActorSpec, FaultSpec, Scenario, Session
 from ..trace import ErrorInfo, StepResult
 from .race import Race, ScheduleOutcome
 from .strategies import StepChooser
@@ -147,15 +147,16 @@ class _RaceFaults:
 
 
 def _fault(race: Race, fault: FaultSpec) -> Callable[[], None]:
-    """The race's fault function for a YAML ``faults:`` entry (the loader checked its arguments)."""
-    if fault.kind == "inject_error":
-        return race.inject_error(fault.actor, fault.code or "")
-    make: Callable[..., Callable[[], None]] = getattr(race, fault.kind)
-    if fault.kind in ("skew_clock", "delay"):
-        return make(fault.actor, float(fault.ms or 0))
-    if fault.kind in ("crash_server", "redis_outage"):
-        return make()
-    return make(fault.actor)  # lose_commit_ack, kill_session, partition, cut
+    """The race's fault function for a YAML ``faults:`` entry: ``race.<kind>(actor, code | ms)`` as
+    :data:`~harness.scenario.model.FAULT_KINDS` says (the loader checked the arguments)."""
+    kind = FAULT_KINDS[fault.kind]
+    make: Callable[..., Callable[[], None]] = getattr(race, kind.name)
+    args: list[Any] = [fault.actor] if kind.aimed else []
+    if kind.code:
+        args.append(fault.code or "")
+    if kind.ms:
+        args.append(float(fault.ms or 0))
+    return make(*args)
 
 
 class _NoWorker:

@@ -22,6 +22,31 @@ FAULT_ACTIONS: Mapping[str, tuple[str, ...]] = MappingProxyType({
 
 
 @dataclass(frozen=True)
+class FaultKind:
+    """One kind of explorer-placed fault: what its YAML entry takes, and the Race method that makes it
+    (``race.<kind>(*args)``).  The one list of fault kinds: the loader, the model and the explorer read it."""
+
+    name: str
+    aimed: bool = True  # aimed at one actor (``kind: ACTOR``); else it hits everyone (``kind: true``)
+    code: bool = False  # takes ``code:`` (an error's SQLSTATE / MySQL number)
+    ms: bool = False  # takes ``ms:`` (a clock skew, a delay)
+    what: str = ""  # for docs and errors
+
+
+FAULT_KINDS: Mapping[str, FaultKind] = MappingProxyType({k.name: k for k in (
+    FaultKind("lose_commit_ack", what="the victim's next COMMIT takes effect but its answer is lost"),
+    FaultKind("kill_session", what="the server ends the victim's session"),
+    FaultKind("inject_error", code=True, what="the victim's next statement fails with this server error"),
+    FaultKind("skew_clock", ms=True, what="the victim's database clock jumps by ms"),
+    FaultKind("partition", what="the victim's link holds its traffic until healed"),
+    FaultKind("cut", what="the victim's link is reset"),
+    FaultKind("delay", ms=True, what="the victim's link delays its traffic by ms"),
+    FaultKind("crash_server", aimed=False, what="the server is killed and restarted on the same data"),
+    FaultKind("redis_outage", aimed=False, what="Redis refuses and resets connections"),
+)})
+
+
+@dataclass(frozen=True)
 class SqlText:
     """SQL that may differ per backend: ``by_backend[ANY_BACKEND]`` is the default."""
 
@@ -138,8 +163,8 @@ class ActorSpec:
 
 @dataclass(frozen=True)
 class FaultSpec:
-    """An optional move the explorer may place: ``kind`` lose_commit_ack | kill_session | inject_error |
-    skew_clock | crash_server (``actor`` empty: it hits every session)."""
+    """An optional move the explorer may place: ``kind`` is a key of :data:`FAULT_KINDS` (``actor``
+    empty: it hits every session)."""
 
     name: str
     kind: str

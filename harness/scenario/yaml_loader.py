@@ -19,7 +19,7 @@ from ..errors import ScenarioError
 from . import safe_yaml
 from .yaml_nodes import NodeReader as _Reader
 from .yaml_nodes import closest as _closest
-from .model import (ANY_BACKEND, FAULT_ACTIONS, ActorSpec, Check, Expectation, ExploreSpec, FaultSpec, Interleaving,
+from .model import (ANY_BACKEND, FAULT_ACTIONS, FAULT_KINDS, ActorSpec, Check, Expectation, ExploreSpec, FaultSpec, Interleaving,
                     Scenario, Session, Step, StepExpect, StepRef, Timeouts)
 
 SCENARIO_KEYS = ("name", "description", "backends", "setup", "teardown", "sessions", "checks",
@@ -31,12 +31,9 @@ CHECK_KEYS = ("sql", "expect")
 INTERLEAVING_KEYS = ("steps", "name", "expect", "step_expect")
 ACTOR_KEYS = ("call", "args")
 EXPLORE_KEYS = ("schedules", "strategy", "expect")
-FAULT_KINDS = ("lose_commit_ack", "kill_session", "inject_error", "skew_clock", "partition", "cut", "delay",
-               "crash_server", "redis_outage")
-#: faults that hit no particular actor: written ``<kind>: true``
-GLOBAL_FAULTS = ("crash_server", "redis_outage")
-#: faults that take ``ms:``
-TIMED_FAULTS = ("skew_clock", "delay")
+#: faults that hit no particular actor (written ``<kind>: true``), and those that take ``ms:``
+GLOBAL_FAULTS = tuple(k for k, kind in FAULT_KINDS.items() if not kind.aimed)
+TIMED_FAULTS = tuple(k for k, kind in FAULT_KINDS.items() if kind.ms)
 STRATEGIES = ("auto", "hypothesis", "exhaustive", "pct", "random")
 STEP_EXPECT_KEYS = ("ok", "error", "blocks", "rows", "completes_after")
 LOCK_WAIT = ("report", "server")
@@ -353,7 +350,7 @@ def load_yaml(text: str, path: str) -> Scenario:
         if not actors:
             raise r.fail(items["faults"][0], "faults are placed by the explorer among Python `actors:`.")
         for name, key_node, node in r.mapping(items["faults"][1], "faults"):
-            f = dict((k, v) for k, _, v in r.mapping(node, f"fault {name!r}", FAULT_KINDS + ("code", "ms")))
+            f = dict((k, v) for k, _, v in r.mapping(node, f"fault {name!r}", tuple(FAULT_KINDS) + ("code", "ms")))
             kinds = [k for k in FAULT_KINDS if k in f]
             if len(kinds) != 1:
                 raise r.fail(node, f"fault {name!r} needs exactly one of {', '.join(FAULT_KINDS)}: <actor> "
@@ -367,8 +364,9 @@ def load_yaml(text: str, path: str) -> Scenario:
                 raise r.fail(f[kinds[0]], f"fault {name!r} names actor {victim!r}, which is not one of "
                                           f"{', '.join(a.name for a in actors)}.")
             code = r.text(f["code"], f"fault {name!r} code").strip() if "code" in f else None
-            if kinds[0] == "inject_error" and code is None:
-                raise r.fail(node, f"fault {name!r}: inject_error needs `code:` (SQLSTATE or MySQL error number).")
+            if FAULT_KINDS[kinds[0]].code != (code is not None):
+                raise r.fail(node, f"fault {name!r}: `code:` (SQLSTATE or MySQL error number) goes with "
+                                   f"{' and '.join(k for k, v in FAULT_KINDS.items() if v.code)} only, and they need it.")
             ms = r.value(f["ms"]) if "ms" in f else None
             if (kinds[0] in TIMED_FAULTS) != (ms is not None) or (ms is not None and (
                     isinstance(ms, bool) or not isinstance(ms, (int, float)))):
