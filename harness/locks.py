@@ -56,8 +56,8 @@ class LockObserver(Protocol):
     def point(self, label: str) -> None:
         """A scheduling point before every lock operation."""
 
-    def done(self, op: str, lock: str, key: str, ok: bool) -> None:
-        """An ``acquire`` or ``release`` finished (``ok``: got / released it): the trace's lock spans."""
+    # optional: ``done(op, lock, key, ok)`` -- an ``acquire`` or ``release`` finished (``ok``: got /
+    # released it), for the trace's lock spans; observers written before it need not have it
 
 
 @dataclass
@@ -86,6 +86,12 @@ class BackoffObserver:
 
     def done(self, op: str, lock: str, key: str, ok: bool) -> None:
         pass
+
+
+def _done(observer: Any, op: str, lock: str, key: str, ok: bool) -> None:
+    done = getattr(observer, "done", None)
+    if done is not None:
+        done(op, lock, key, ok)
 
 
 def _deadline(timeout: float | None) -> float | None:
@@ -141,13 +147,13 @@ class RedisLock:
             while not self.try_acquire():
                 holder = self.client.get(self.key)
                 if deadline is not None and time.monotonic() >= deadline:
-                    self._obs.done("acquire", "redis lock", self.key, False)
+                    _done(self._obs, "acquire", "redis lock", self.key, False)
                     return False
                 holder_text = holder.decode() if isinstance(holder, bytes) else holder
                 self._obs.blocked("redis lock", self.key, holder_text)
                 waiting = True
                 self._obs.retry_wait()
-            self._obs.done("acquire", "redis lock", self.key, True)
+            _done(self._obs, "acquire", "redis lock", self.key, True)
             return True
         finally:
             if waiting:
@@ -158,7 +164,7 @@ class RedisLock:
         self._obs.point(f"redis:release:{self.key}")
         self.held = False
         released = bool(self.client.eval(RELEASE_SCRIPT, 1, self.key, self.token))
-        self._obs.done("release", "redis lock", self.key, released)
+        _done(self._obs, "release", "redis lock", self.key, released)
         return released
 
     def current_holder(self) -> str | None:
@@ -236,7 +242,7 @@ class MySQLUserLock:
             raise LockError(f"GET_LOCK({self.key!r}) failed in the server (killed, or out of memory).")
         self.held = int(got) == 1
         if self.observer:
-            self.observer.done("acquire", "user lock", self.key, self.held)
+            _done(self.observer, "acquire", "user lock", self.key, self.held)
         return self.held
 
     def release(self) -> bool:
@@ -248,7 +254,7 @@ class MySQLUserLock:
         released = query(self.conn, "SELECT RELEASE_LOCK(%s)", (self.key,))[0][0]
         ok = released is not None and int(released) == 1
         if self.observer:
-            self.observer.done("release", "user lock", self.key, ok)
+            _done(self.observer, "release", "user lock", self.key, ok)
         return ok
 
     def holder(self) -> int | None:
@@ -308,7 +314,7 @@ class PgAdvisoryLock:
             self.observer.point(f"{self.kind}:acquire:{self.key}")
         got = self._acquire(timeout)
         if self.observer:
-            self.observer.done("acquire", "advisory lock", str(self.key), got)
+            _done(self.observer, "acquire", "advisory lock", str(self.key), got)
         return got
 
     def _acquire(self, timeout: float | None) -> bool:
@@ -369,7 +375,7 @@ class PgAdvisoryLock:
         released = not self.xact and query(self.conn, "SELECT " + self._fn("pg_advisory_unlock"),
                                            self._args)[0][0] in (True, "t")
         if self.observer:
-            self.observer.done("release", "advisory lock", str(self.key), released)
+            _done(self.observer, "release", "advisory lock", str(self.key), released)
         return released
 
 
