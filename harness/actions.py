@@ -27,10 +27,10 @@ from typing import Any, Callable, Mapping
 
 from .clock import DbClock, is_mysql, query
 from .dialect import ConnInfo
-from .engine import Action, ActionContext
 from .errors import ActionArgsError, HarnessError
 from .locks import BackoffObserver, MySQLUserLock, PgAdvisoryLock, RedisLock, expire_lease, user_lock_name
 from .scenario.model import FAULT_ACTIONS
+from .steps import Action, ActionContext
 from .trace import ErrorInfo, ResultSet, StepResult
 
 LOCK_KINDS = ("redis", "get_lock", "advisory", "advisory_xact")

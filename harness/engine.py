@@ -24,16 +24,15 @@ teardown and the next interleaving.
 
 from __future__ import annotations
 
-import queue
-import re
-import threading
 import time
-from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Protocol
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
 
 from .dialect import ConnInfo, Dialect
 from .errors import HarnessError, ScenarioRunError
+from .orders import all_interleavings
 from .scenario.model import FAULT_ACTIONS, Blocker, Interleaving, Scenario, SqlText, Step, StepRef
+from .steps import Action, ActionContext, FaultPort, SessionWorker, _Armed, _Pending, run_step, starts_transaction, step_sql
 from .trace import ErrorInfo, Event, StepResult, Trace, WaitEdge, wait_cycle
 
 
@@ -53,172 +52,6 @@ class EngineOptions:
     break_deadlocks: bool = False
 
 
-class FaultPort(Protocol):
-    """What fault steps act through: the engine (listed interleavings) or the explorer's Race."""
-
-    def kill_session(self, victim: str) -> None:
-        """The server ends ``victim``'s connection now; returns once the server session is gone."""
-
-    def inject_error(self, victim: str, code: str, message: str) -> None:
-        """``victim``'s next SQL step fails with this server error without reaching the server."""
-
-    def lose_commit_ack(self, victim: str) -> None:
-        """``victim``'s next SQL step runs, then its connection closes before the client hears."""
-
-
-@dataclass
-class ActionContext:
-    """What a harness action (a non-SQL step) can use: its session's connection and the wait flag;
-    fault steps also get ``faults`` (None where the run cannot inject faults)."""
-
-    session: str
-    conn: Any
-    dialect: Dialect
-    args: Mapping[str, Any]
-    _worker: Any  # the engine's _Worker, or the explorer's stand-in: only .self_wait is used
-    faults: FaultPort | None = None
-    lock_observer: Any = None  # where a lock step reports client-side waits (None: the engine's worker)
-
-    def waiting(self, lock: str, holder: str | None = None, detail: str = "") -> None:
-        """Declare that this session now waits on something invisible to the database."""
-        self._worker.self_wait = WaitEdge(self.session, holder, lock, detail)
-
-    def done_waiting(self) -> None:
-        self._worker.self_wait = None
-
-
-Action = Callable[[ActionContext], StepResult]
-
-
-@dataclass(eq=False)
-class _Pending:
-    ref: StepRef
-    step: Step
-    sql: str
-    worker: "_Worker"
-    t_launch: float
-    done: threading.Event = field(default_factory=threading.Event)
-    result: StepResult | None = None
-    conn_lost: bool = False
-    reported_waiting: bool = False
-    canceled: bool = False
-    target_notices: dict[str, int] = field(default_factory=dict)
-    note: dict[str, Any] = field(default_factory=dict)  # extra detail for the complete event
-    fault: dict[str, Any] | None = None  # a lost ack that fired in the worker, recorded at completion
-    fault_at: float = 0.0
-    victim: bool = False  # cancelled by the engine to break a wait-for cycle: its error is a deadlock
-
-
-@dataclass
-class _Armed:
-    """A fault waiting for its session's next SQL step."""
-
-    kind: str  # inject_error | lose_commit_ack
-    by_step: str
-    error: ErrorInfo | None = None
-
-
-_BEGIN = re.compile(r"^\s*(BEGIN|START\s+TRANSACTION)\b", re.I)
-
-
-def starts_transaction(sql: str | None) -> bool:
-    """Whether a step's SQL opens a transaction (ends a session's run outside one)."""
-    return bool(sql) and _BEGIN.match(sql or "") is not None
-
-
-class _Worker:
-    """One session: a connection and a thread that runs its steps one by one."""
-
-    def __init__(self, name: str, conn: Any, dialect: Dialect, clock: Callable[[], float]) -> None:
-        self.name, self.conn, self.dialect, self.clock = name, conn, dialect, clock
-        self.sid = dialect.session_id(conn)
-        self.active: _Pending | None = None
-        self.self_wait: WaitEdge | None = None
-        self.lost: str | None = None  # how the connection went away ("killed at step f1"), None if alive
-        self.lost_reported = False  # a step already failed with the driver's error for that loss
-        self.outside_tx = False  # the server rolled its transaction back; no BEGIN since
-        self.armed: list[_Armed] = []
-        self.total_notices = 0
-        self._notices: list[tuple[float, ErrorInfo]] = []
-        self._lock = threading.Lock()
-        self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._loop, daemon=True, name=f"harness-session-{name}")
-        self._thread.start()
-
-    def _loop(self) -> None:
-        while (job := self._jobs.get()) is not None:
-            job()
-
-    def on_notice(self, notice: ErrorInfo) -> None:
-        with self._lock:
-            self._notices.append((self.clock(), notice))
-
-    def drain_notices(self) -> list[tuple[float, ErrorInfo]]:
-        with self._lock:
-            out, self._notices = self._notices, []
-        return out
-
-    def launch(self, pending: _Pending, work: Callable[[], StepResult]) -> None:
-        self.active = pending
-
-        def job() -> None:
-            try:
-                pending.result = work()
-            except ConnectionError as exc:
-                pending.result = StepResult(error=ErrorInfo("connection", f"connection lost: {exc}", "FATAL"))
-                pending.conn_lost = True
-            except Exception as exc:  # an action's own bug: a result, not an engine crash
-                pending.result = StepResult(error=ErrorInfo("harness", f"{type(exc).__name__}: {exc}"))
-            finally:
-                self.self_wait = None
-                pending.done.set()
-
-        self._jobs.put(job)
-
-    def call(self, fn: Callable[[], Any]) -> Any:
-        """Run ``fn`` in this worker's thread (its connection is only used there) and return its value."""
-        box: dict[str, Any] = {}
-        ready = threading.Event()
-
-        def job() -> None:
-            try:
-                box["v"] = fn()
-            except Exception as exc:
-                box["e"] = exc
-            finally:
-                ready.set()
-
-        self._jobs.put(job)
-        ready.wait()
-        if "e" in box:
-            raise box["e"]
-        return box["v"]
-
-    def run_now(self, sql: str) -> StepResult:
-        """Run SQL synchronously on this session (setup/teardown), in this worker's thread."""
-        box: dict[str, StepResult] = {}
-        ready = threading.Event()
-
-        def job() -> None:
-            try:
-                box["r"] = self.dialect.run_sql(self.conn, sql, self.on_notice)
-            except ConnectionError as exc:
-                box["r"] = StepResult(error=ErrorInfo("connection", f"connection lost: {exc}", "FATAL"))
-            finally:
-                ready.set()
-
-        self._jobs.put(job)
-        ready.wait()
-        return box["r"]
-
-    def stop(self) -> None:
-        self._jobs.put(None)
-        try:
-            self.conn.close()
-        except Exception:
-            pass
-
-
 class Engine:
     """Runs interleavings of one scenario on one database; connections are reused between runs."""
 
@@ -235,7 +68,7 @@ class Engine:
         self._t0 = time.monotonic()
         self.control: Any = None
         self.monitor: Any = None
-        self.workers: dict[str, _Worker] = {}
+        self.workers: dict[str, SessionWorker] = {}
 
     # -- connections -------------------------------------------------------------------------------
     def clock(self) -> float:
@@ -264,7 +97,7 @@ class Engine:
         return self.dialect.open_session(self.info, self._app_name(name))
 
     def _open_worker(self, name: str) -> None:
-        self.workers[name] = _Worker(name, self._connect(name), self.dialect, self.clock)
+        self.workers[name] = SessionWorker(name, self._connect(name), self.dialect, self.clock)
 
     def close(self) -> None:
         for worker in self.workers.values():
@@ -352,7 +185,7 @@ class Engine:
                 worker.run_now("ROLLBACK")
             worker.drain_notices()
 
-    def _launch(self, ref: StepRef, step: Step, worker: _Worker, trace: Trace) -> _Pending:
+    def _launch(self, ref: StepRef, step: Step, worker: SessionWorker, trace: Trace) -> _Pending:
         sql = self._sql_of(step)
         pending = _Pending(ref, step, sql, worker, self.clock())
         for blocker in ref.blockers:
@@ -373,13 +206,13 @@ class Engine:
                 raise ScenarioRunError(f"{self.scenario.path}:{step.line}: step {step.name!r} uses action "
                                        f"{step.action!r}, which this run does not provide "
                                        f"(available: {', '.join(sorted(self.actions)) or 'none'}).")
-            if step.action in FAULT_ACTIONS:
+            if step.action in FAULT_ACTIONS:  # acts on another session: on the engine's own thread
                 ctx = ActionContext(worker.name, worker.conn, self.dialect, step.args, worker,
                                     faults=_EngineFaults(self, trace, worker.name, step.name))
-                self._finish_now(pending, self._run_inline(action, ctx))
+                self._finish_now(pending, run_step(step, sql, ctx, self.actions))
             else:
                 ctx = ActionContext(worker.name, worker.conn, self.dialect, step.args, worker)
-                worker.launch(pending, lambda: action(ctx))
+                worker.launch(pending, lambda: run_step(step, sql, ctx, self.actions))
         elif worker.armed:
             armed = worker.armed.pop(0)
             if armed.kind == "inject_error":
@@ -390,7 +223,8 @@ class Engine:
             else:
                 worker.launch(pending, lambda: self._lose_ack(pending, armed))
         else:
-            worker.launch(pending, lambda: self.dialect.run_sql(worker.conn, sql, worker.on_notice))
+            ctx = ActionContext(worker.name, worker.conn, self.dialect, step.args, worker)
+            worker.launch(pending, lambda: run_step(step, sql, ctx, self.actions, worker.on_notice))
         return pending
 
     @staticmethod
@@ -400,13 +234,6 @@ class Engine:
         pending.note.update(note)
         pending.worker.active = pending
         pending.done.set()
-
-    @staticmethod
-    def _run_inline(action: Action, ctx: ActionContext) -> StepResult:
-        try:
-            return action(ctx)
-        except Exception as exc:  # an action's own bug: a result, not an engine crash
-            return StepResult(error=ErrorInfo("harness", f"{type(exc).__name__}: {exc}"))
 
     def _lose_ack(self, pending: _Pending, armed: _Armed) -> StepResult:
         """In the worker: the step runs for real (a COMMIT is durable), then the connection closes
@@ -423,13 +250,7 @@ class Engine:
         raise ConnectionError(str(self.dialect.connection_lost()))
 
     def _sql_of(self, step: Step) -> str:
-        if step.sql is None:
-            return ""
-        sql = step.sql.for_backend(self.backend)
-        if sql is None:
-            raise ScenarioRunError(f"{self.scenario.path}:{step.line}: step {step.name!r} has no SQL for "
-                                   f"backend {self.backend!r}; add `{self.backend}:` under its sql.")
-        return sql
+        return step_sql(self.scenario, step, self.backend)
 
     # -- isolationtester's try_complete_step(s) ---------------------------------------------------
     def _try_complete_all(self, waiting: list[_Pending], trace: Trace, *, nonblock: bool) -> list[_Pending]:
@@ -580,7 +401,7 @@ class Engine:
                                if p.fault is not None else f"lost at step {p.step.name}")
             worker.lost_reported = True
 
-    def _flush_notices(self, worker: _Worker, trace: Trace, step: str | None) -> None:
+    def _flush_notices(self, worker: SessionWorker, trace: Trace, step: str | None) -> None:
         # notices count for `(step notices N)` once the scheduler has seen them, as in isolationtester
         # (its notice processor runs only while it polls that session's connection)
         drained = worker.drain_notices()
@@ -638,7 +459,7 @@ class Engine:
         except Exception:
             pass
 
-    def _terminate(self, worker: _Worker) -> None:
+    def _terminate(self, worker: SessionWorker) -> None:
         try:
             self.dialect.terminate(self.monitor, worker.sid)
         except Exception:
@@ -705,7 +526,7 @@ class _EngineFaults:
     session: str  # the session whose step acts
     step: str
 
-    def _victim(self, name: str) -> _Worker:
+    def _victim(self, name: str) -> SessionWorker:
         worker = self.engine.workers.get(name)
         if worker is None:
             raise HarnessError(f"there is no session {name!r}; sessions: {', '.join(self.engine.workers)}.")
@@ -736,42 +557,6 @@ class _EngineFaults:
     def lose_commit_ack(self, victim: str) -> None:
         self._victim(victim).armed.append(_Armed("lose_commit_ack", self.step))
         self._event(victim, fault="lose_commit_ack", armed=True)
-
-
-def all_interleavings(scenario: Scenario, limit: int) -> list[Interleaving]:
-    """Every interleaving that keeps each session's step order (isolationtester's order)."""
-    piles = [list(s.steps) for s in scenario.sessions]
-    out: list[Interleaving] = []
-
-    def count(sizes: tuple[int, ...]) -> int:
-        from math import factorial
-
-        total = factorial(sum(sizes))
-        for n in sizes:
-            total //= factorial(n)
-        return total
-
-    n = count(tuple(len(p) for p in piles))
-    if n > limit:
-        raise ScenarioRunError(
-            f"{scenario.path}: {len(piles)} sessions with {sum(len(p) for p in piles)} steps have {n} "
-            f"interleavings, more than the limit of {limit}. List the interesting ones under `interleavings:`, "
-            f"raise `max_interleavings:`, or let `harness explore` sample them."
-        )
-
-    def recurse(taken: list[int], prefix: list[str]) -> None:
-        found = False
-        for i, pile in enumerate(piles):
-            if taken[i] < len(pile):
-                found = True
-                taken[i] += 1
-                recurse(taken, prefix + [pile[taken[i] - 1].name])
-                taken[i] -= 1
-        if not found:
-            out.append(Interleaving(tuple(StepRef(s) for s in prefix)))
-
-    recurse([0] * len(piles), [])
-    return out
 
 
 __all__ = ["ActionContext", "Blocker", "Engine", "EngineOptions", "FaultPort", "ScenarioRunError",

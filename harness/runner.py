@@ -10,11 +10,13 @@ from typing import Any, Callable, Mapping
 
 from .check import evaluate_checks, verdict
 from .dialect import ConnInfo
-from .engine import Action, Engine, EngineOptions, ScenarioRunError, all_interleavings
+from .engine import Engine, EngineOptions, ScenarioRunError
 from .errors import ScenarioError
+from .orders import all_interleavings
 from .provision import Database, Server
 from .results import Outcome
 from .scenario.model import Interleaving, Scenario, StepRef
+from .steps import Action
 
 
 def parse_interleaving(scenario: Scenario, text: str) -> Interleaving:

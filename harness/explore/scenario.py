@@ -23,11 +23,11 @@ from typing import Any, Callable
 from ..check import check_violations, step_violations
 from ..dialect import ConnInfo
 from ..dialect.base import error_info
-from ..engine import ActionContext, starts_transaction
-from ..errors import HarnessError, ScenarioError
+from ..errors import ScenarioError
 from ..provision import Database, Server
 from ..results import Outcome
 from ..scenario.model import FAULT_KINDS, ActorSpec, FaultSpec, Scenario, Session
+from ..steps import ActionContext, run_step, starts_transaction, step_sql
 from ..trace import ErrorInfo, StepResult
 from .race import Race, ScheduleOutcome
 from .strategies import StepChooser
@@ -57,7 +57,7 @@ def _project_root(path: Path) -> Path:
     return path.resolve().parent
 
 
-def _session_actor(race: Race, session: Session, backend: str, actions: dict[str, Any],
+def _session_actor(race: Race, scenario: Scenario, session: Session, backend: str, actions: dict[str, Any],
                    faults: "_RaceFaults") -> Callable[[Any], None]:
     dialect = race.dialect
 
@@ -93,20 +93,17 @@ def _session_actor(race: Race, session: Session, backend: str, actions: dict[str
                                                      f"step {lost}; its later steps fail without being sent"))
                 race.call(f"{step.name}: not sent", conn, lambda: refused, statement=False, step=step.name)
                 continue
+            ctx = ActionContext(session.name, conn, dialect, step.args, _NoWorker(), faults=faults,
+                                lock_observer=race.step_lock_observer())
+            sql = step_sql(scenario, step, backend)
+            run = functools.partial(run_step, step, sql, ctx, actions)  # the engine's step executor
             if step.action is not None:
-                action_ctx = ActionContext(session.name, conn, dialect, step.args, _NoWorker(), faults=faults,
-                                           lock_observer=race.step_lock_observer())
-                result = race.call(f"{step.name}: {step.action}", conn,
-                                   functools.partial(actions[step.action], action_ctx), statement=False,
-                                   step=step.name, on_error=as_result)
+                result = race.call(f"{step.name}: {step.action}", conn, run, statement=False, step=step.name,
+                                   on_error=as_result)
             else:
-                sql = step.sql.for_backend(backend) if step.sql else None
-                if sql is None:
-                    raise HarnessError(f"step {step.name!r} has no SQL for {backend}")
                 if starts_transaction(sql):
                     outside_tx = False
-                result = race.call(f"{step.name}: {sql}", conn, functools.partial(dialect.run_sql, conn, sql),
-                                   step=step.name, sql=sql, on_error=as_result,
+                result = race.call(f"{step.name}: {sql}", conn, run, step=step.name, sql=sql, on_error=as_result,
                                    note={"outside_transaction": True} if outside_tx else None)
             error = result.error if isinstance(result, StepResult) else None
             if error is not None and error.code == "connection":
@@ -201,7 +198,7 @@ def race_for_scenario(scenario: Scenario, backend: str, database: Database,
         race.redis_namespace = redis is not None and any(
             step.action in ("lock", "expire_lease") for session in scenario.sessions for step in session.steps)
         for session in scenario.sessions:
-            race.actor(session.name, _session_actor(race, session, backend, actions, faults))
+            race.actor(session.name, _session_actor(race, scenario, session, backend, actions, faults))
     return race
 
 
