@@ -99,49 +99,20 @@ class SearchMixin(RaceBase):
         profile = profile or os.environ.get("HARNESS_PROFILE", "dev")
         if profile not in PROFILES:
             raise HarnessError(f"unknown exploration profile {profile!r}; use one of {', '.join(PROFILES)}.")
-        if strategy not in ("auto", "hypothesis", "exhaustive", "pct", "random"):
-            raise HarnessError(f"unknown strategy {strategy!r}; use auto, hypothesis, exhaustive, pct or random.")
+        if strategy not in STRATEGIES:
+            raise HarnessError(f"unknown strategy {strategy!r}; use {', '.join(STRATEGIES)}.")
         budget = max_schedules or PROFILES[profile]["max_examples"]
         seed = seed if seed is not None else 0
         start = time.perf_counter()
         tally = _Tally(budget, progress=progress)
-        failure: ScheduleOutcome | None = None
-        exhausted = False
-
-        def one(chooser: Chooser) -> ScheduleOutcome:
-            return tally.run(self, chooser)
-
+        run = _SearchRun(self, tally, budget, profile, database_dir, seed, preemption_bound, pct_depth, stop_at_first)
         # one unrecorded run first: lazy initialisation in the code under test (an ORM's first connect
         # queries its dialect) must not make the first schedule take other decisions than its replays
         self.run_schedule(ContinueChooser())
+        failure: ScheduleOutcome | None = None
+        exhausted = False
         try:
-            if strategy == "auto":
-                # 1. failures stored in the example database first; 2. every schedule with at most one
-                # preemption (most races need one: CHESS's observation), up to half the budget, in a
-                # fixed order; 3. Hypothesis generation with what is left
-                failure, _ = self._explore_hypothesis(one, budget, profile, database_dir, phases=[Phase.reuse])
-                if failure is None:
-                    failure = self._first_failure(bounded_exhaustive(one, 1, max(1, budget // 2)))
-                if failure is None and tally.count < budget:
-                    failure, exhausted = self._explore_hypothesis(one, budget - tally.count, profile,
-                                                                  database_dir, phases=[Phase.generate])
-            elif strategy == "hypothesis":
-                failure, exhausted = self._explore_hypothesis(one, budget, profile, database_dir)
-            elif strategy in ("random", "pct"):
-                for i in range(budget):
-                    chooser: Chooser = RandomChooser(seed + i) if strategy == "random" else PCTChooser(
-                        seed + i, depth=pct_depth, expected_moves=max(10, 4 * len(self.actors) * 6),
-                        actors=list(self.actors))
-                    outcome = one(chooser)
-                    if not outcome.passed:
-                        failure = outcome
-                        if stop_at_first:
-                            break
-            else:
-                search = bounded_exhaustive(one, preemption_bound, budget)
-                failure = self._first_failure(search, stop_at_first)
-                # the enumeration ended below the budget: every schedule within the bound was tried
-                exhausted = failure is None and tally.count < budget
+            failure, exhausted = STRATEGIES[strategy](run)
         except _BudgetSpent:
             pass
         verified = False
@@ -249,6 +220,76 @@ class SearchMixin(RaceBase):
                 ) from None
         return None, exhausted()
 
+
+
+@dataclass
+class _SearchRun:
+    """One exploration's search state, handed to a strategy: ``one(chooser)`` runs and counts one
+    schedule (raising _BudgetSpent at the budget); ``hypothesis(budget, phases)`` a Hypothesis search."""
+
+    race: SearchMixin
+    tally: _Tally
+    budget: int
+    profile: str
+    database_dir: str | Path | None
+    seed: int
+    preemption_bound: int
+    pct_depth: int
+    stop_at_first: bool
+
+    def one(self, chooser: Chooser) -> ScheduleOutcome:
+        return self.tally.run(self.race, chooser)
+
+    def hypothesis(self, budget: int, phases: list[Phase] | None = None) -> tuple[ScheduleOutcome | None, bool]:
+        return self.race._explore_hypothesis(self.one, budget, self.profile, self.database_dir, phases=phases)
+
+    def first(self, outcomes: Iterable[ScheduleOutcome]) -> ScheduleOutcome | None:
+        return SearchMixin._first_failure(outcomes, self.stop_at_first)
+
+
+#: a strategy takes a search run and returns (the failure found, whether it ran out of schedules)
+Strategy = Callable[[_SearchRun], "tuple[ScheduleOutcome | None, bool]"]
+
+
+def auto_search(run: _SearchRun) -> tuple[ScheduleOutcome | None, bool]:
+    """1. failures stored in the example database first; 2. every schedule with at most one preemption
+    (most races need one: CHESS's observation), up to half the budget, in a fixed order; 3. Hypothesis
+    generation with what is left."""
+    failure, _ = run.hypothesis(run.budget, [Phase.reuse])
+    if failure is None:
+        failure = run.first(bounded_exhaustive(run.one, 1, max(1, run.budget // 2)))
+    if failure is None and run.tally.count < run.budget:
+        return run.hypothesis(run.budget - run.tally.count, [Phase.generate])
+    return failure, False
+
+
+def hypothesis_search(run: _SearchRun) -> tuple[ScheduleOutcome | None, bool]:
+    """Hypothesis alone: stored failures, then generation."""
+    return run.hypothesis(run.budget)
+
+
+def exhaustive_search(run: _SearchRun) -> tuple[ScheduleOutcome | None, bool]:
+    """Every schedule with at most ``preemption_bound`` preemptions (iterative context bounding); it
+    ran out when the enumeration ended below the budget."""
+    failure = run.first(bounded_exhaustive(run.one, run.preemption_bound, run.budget))
+    return failure, failure is None and run.tally.count < run.budget
+
+
+def _sampling(make: Callable[[_SearchRun, int], Chooser]) -> Strategy:
+    def search(run: _SearchRun) -> tuple[ScheduleOutcome | None, bool]:
+        return run.first(run.one(make(run, run.seed + i)) for i in range(run.budget)), False
+    return search
+
+
+#: the strategies by name (``explore(strategy=...)``, YAML ``explore: {strategy: ...}``)
+STRATEGIES: dict[str, Strategy] = {
+    "auto": auto_search,
+    "hypothesis": hypothesis_search,
+    "exhaustive": exhaustive_search,
+    "pct": _sampling(lambda run, seed: PCTChooser(seed, depth=run.pct_depth, actors=list(run.race.actors),
+                                                  expected_moves=max(10, 4 * len(run.race.actors) * 6))),
+    "random": _sampling(lambda run, seed: RandomChooser(seed)),
+}
 
 def _first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
