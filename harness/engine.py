@@ -276,7 +276,7 @@ class Engine:
         while not p.done.is_set():
             if p.done.wait(delay):
                 break
-            if self.options.break_deadlocks and self.dialect.harness_breaks_deadlocks:
+            if self.options.break_deadlocks and self.dialect.capabilities.harness_breaks_deadlocks:
                 self._break_cycle(trace)
             if nonblock:
                 waits = self._waits([p])

@@ -91,6 +91,24 @@ class Wait:
     settled: bool = True
 
 
+@dataclass(frozen=True)
+class Capabilities:
+    """What differs between backends beyond SQL text, read by the layers above instead of branching
+    on the backend's name."""
+
+    #: the harness breaks wait-for cycles itself (PostgreSQL leaves them to a per-waiter timer); False:
+    #: the server breaks each cycle the moment it closes (InnoDB), so a settled schedule never shows one
+    harness_breaks_deadlocks: bool = False
+    #: race connections are kept between schedules and reset (PostgreSQL: a connect forks a backend,
+    #: ~3 ms; MariaDB connects in ~0.2 ms, so it opens fresh ones)
+    reuses_sessions: bool = False
+    #: the SQLAlchemy dialect+driver of the harness's own driver
+    sqlalchemy_driver: str = ""
+    #: an error inside a transaction leaves it open and aborted until ROLLBACK (PostgreSQL); False: a
+    #: deadlock can end it at once and later statements autocommit (see Dialect.ended_transaction)
+    aborted_transaction_stays_open: bool = False
+
+
 class Dialect(ABC):
     """Backend-specific SQL and driver calls, kept small on purpose."""
 
@@ -98,6 +116,7 @@ class Dialect(ABC):
     scheme: str
     default_port: int
     admin_db: str
+    capabilities: Capabilities = Capabilities()
 
     @abstractmethod
     def connect(self, info: ConnInfo, *, autocommit: bool = True, application_name: str | None = None,
@@ -202,11 +221,17 @@ class Dialect(ABC):
         aborted transaction open until ROLLBACK: never."""
         return False
 
+    def is_closed(self, conn: Any) -> bool:
+        """Whether a connection of this dialect's driver can no longer be used (closed or broken)."""
+        if getattr(conn, "broken", False) or getattr(conn, "closed", False) is True:
+            return True
+        return getattr(conn, "open", True) is False
+
+    def reset_session(self, conn: Any, autocommit: bool) -> None:
+        """Make a kept connection like a new one for the next schedule (Capabilities.reuses_sessions)."""
+        raise NotImplementedError(f"{self.name} connections are not reused")
+
     # -- deadlocks ---------------------------------------------------------------------------------
-    #: True when the harness must break wait-for cycles itself (see :meth:`prepare_race_database`);
-    #: False when the server detects each cycle the moment it closes (InnoDB), so a settled schedule
-    #: never shows one
-    harness_breaks_deadlocks: bool = False
 
     def prepare_race_database(self, admin: Any, dbname: str, hang_timeout: float) -> str | None:
         """Make the server leave wait-for cycles in ``dbname`` to the harness; None, or why it can't."""

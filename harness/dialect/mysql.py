@@ -10,7 +10,7 @@ import pymysql
 from pymysql.constants import CLIENT
 
 from ..trace import ErrorInfo, ResultSet, StepResult
-from .base import ConnInfo, Dialect, Wait, execute
+from .base import Capabilities, ConnInfo, Dialect, Wait, execute
 
 #: client-side errors that mean the connection is gone (server gone away, lost during query, ...)
 _CONNECTION_LOST = {2006, 2013, 2014, 2045, 2055}
@@ -45,6 +45,7 @@ class MySQLDialect(Dialect):
     scheme = "mysql"
     default_port = 3306
     admin_db = ""
+    capabilities = Capabilities(sqlalchemy_driver="mysql+pymysql")
 
     def connect(self, info: ConnInfo, *, autocommit: bool = True, application_name: str | None = None,
                 connect_timeout: float = 10.0, text_results: bool = False) -> pymysql.connections.Connection:

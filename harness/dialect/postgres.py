@@ -11,7 +11,7 @@ from psycopg import pq
 from psycopg import sql as pgsql
 
 from ..trace import ErrorInfo, ResultSet, StepResult
-from .base import ConnInfo, Dialect, Wait, execute
+from .base import Capabilities, ConnInfo, Dialect, Wait, execute
 
 #: one round trip that answers "who of these sessions waits for whom, on what" (holders restricted to
 #: the given sessions, as isolationtester does: a wait on autovacuum is not a scheduling fact)
@@ -191,7 +191,17 @@ class PostgresDialect(Dialect):
     # (measured: 8 of 86 schedules of an opposite-order pair changed victim over 4 replays), and
     # every deadlock cost a second.  In a race's database the timer is pushed past the point where
     # the harness, which sees every wait of its actors, breaks the cycle itself (Scheduler).
-    harness_breaks_deadlocks = True
+    capabilities = Capabilities(harness_breaks_deadlocks=True, reuses_sessions=True,
+                                sqlalchemy_driver="postgresql+psycopg", aborted_transaction_stays_open=True)
+
+    def reset_session(self, conn: Any, autocommit: bool) -> None:
+        conn.rollback()
+        conn.autocommit = True
+        # DISCARD ALL minus DEALLOCATE ALL: psycopg auto-prepares repeated queries and would then use
+        # prepared statements the server forgot
+        conn.execute("CLOSE ALL; RESET ALL; UNLISTEN *; SELECT pg_advisory_unlock_all(); "
+                     "DISCARD PLANS; DISCARD TEMP; DISCARD SEQUENCES")
+        conn.autocommit = autocommit
 
     def prepare_race_database(self, admin: Any, dbname: str, hang_timeout: float) -> str | None:
         timeout_ms = int(max(1.0, hang_timeout / 2) * 1000)  # cycles through sessions we do not see

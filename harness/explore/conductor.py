@@ -228,7 +228,7 @@ class Conductor:
                         confirmed = False
                 if confirmed and any(a.state == RUNNING for a in self.actors.values()):
                     confirmed = False
-                if confirmed and not (self.dialect is not None and self.dialect.harness_breaks_deadlocks):
+                if confirmed and not (self.dialect is not None and self.dialect.capabilities.harness_breaks_deadlocks):
                     # the server breaks each cycle the moment it closes (InnoDB): one seen here is
                     # being broken right now -- ask again
                     confirmed = not wait_cycle(self._blocked_edges())
@@ -258,7 +258,7 @@ class Conductor:
         """Break a wait-for cycle among confirmed waiters when the server leaves it to a timer: cancel
         the call of the member whose wait closed it (the latest confirmed; ties by declaration order);
         the victim sees the server's own deadlock error (see Dialect.deadlock_error)."""
-        if self.dialect is None or self.monitor is None or not self.dialect.harness_breaks_deadlocks:
+        if self.dialect is None or self.monitor is None or not self.dialect.capabilities.harness_breaks_deadlocks:
             return False
         cycle = wait_cycle(self._blocked_edges())
         if not cycle:

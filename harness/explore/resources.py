@@ -41,10 +41,10 @@ class ResourcesMixin(RaceBase):
             raw = self._scheduler.call("connect", 0, lambda: self.dialect.connect(  # type: ignore[union-attr]
                 info, autocommit=autocommit, **kwargs), point=False)
             self._opened.append(raw)
-        elif self.backend == "postgres" and not kwargs and self._idle[autocommit]:
+        elif self.dialect.capabilities.reuses_sessions and not kwargs and self._idle[autocommit]:
             raw = self._idle[autocommit].pop()
             self._lent.append((autocommit, raw))
-        elif self.backend == "postgres" and not kwargs:
+        elif self.dialect.capabilities.reuses_sessions and not kwargs:
             raw = self.dialect.connect(self.database.info, autocommit=autocommit)
             self._lent.append((autocommit, raw))
         else:
@@ -53,18 +53,12 @@ class ResourcesMixin(RaceBase):
         return instrument(raw, self._sched, quiet=quiet)
 
     def _return_lent(self) -> None:
-        """Reset lent PostgreSQL connections and keep them for the next schedule."""
+        """Reset lent connections (Capabilities.reuses_sessions) and keep them for the next schedule."""
         for autocommit, raw in self._lent:
             try:
-                if raw.closed or raw.broken:
+                if self.dialect.is_closed(raw):
                     continue
-                raw.rollback()
-                raw.autocommit = True
-                # DISCARD ALL minus DEALLOCATE ALL: psycopg auto-prepares repeated queries and would
-                # then use prepared statements the server forgot
-                raw.execute("CLOSE ALL; RESET ALL; UNLISTEN *; SELECT pg_advisory_unlock_all(); "
-                            "DISCARD PLANS; DISCARD TEMP; DISCARD SEQUENCES")
-                raw.autocommit = autocommit
+                self.dialect.reset_session(raw, autocommit)
                 self._idle[autocommit].append(raw)
             except Exception:
                 try:
@@ -76,7 +70,7 @@ class ResourcesMixin(RaceBase):
     def engine(self, **kwargs: Any) -> Any:
         """An instrumented SQLAlchemy engine for this database (psycopg 3 / PyMySQL)."""
         info = self.database.info
-        scheme = "postgresql+psycopg" if self.backend == "postgres" else "mysql+pymysql"
+        scheme = self.dialect.capabilities.sqlalchemy_driver
         from sqlalchemy.engine import URL
 
         url = URL.create(scheme, username=info.user or None, password=info.password or None, host=info.host,
@@ -148,7 +142,7 @@ class ResourcesMixin(RaceBase):
             self._scheduler.point(label)
 
     def _control(self) -> Any:
-        if self._monitor is None or getattr(self._monitor, "closed", False) or getattr(self._monitor, "open", True) is False:
+        if self._monitor is None or self.dialect.is_closed(self._monitor):
             self._monitor = self.dialect.connect(self.database.info, autocommit=True)
             if not self._prepared:  # before any actor session exists: they all inherit it
                 self._prepared = True
@@ -161,7 +155,7 @@ class ResourcesMixin(RaceBase):
     def text_session(self) -> Any:
         """A connection that returns values as the server's text, as listed interleavings see them
         (scenario checks are evaluated on it, by the same evaluator)."""
-        if self._text is None or getattr(self._text, "closed", False) or getattr(self._text, "open", True) is False:
+        if self._text is None or self.dialect.is_closed(self._text):
             self._text = self.dialect.open_session(self.database.info)
         return self._text
 

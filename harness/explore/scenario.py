@@ -78,7 +78,7 @@ def _session_actor(race: Race, scenario: Scenario, session: Session, backend: st
         def as_result(exc: BaseException) -> StepResult:
             """A step's error is its result, as in a listed interleaving (an injected server error, or
             the connection lost to a kill or a lost acknowledgement); anything else is a harness bug."""
-            if isinstance(exc, ConnectionError) or dialect.is_connection_error(exc) or _closed(conn):
+            if isinstance(exc, ConnectionError) or dialect.is_connection_error(exc) or dialect.is_closed(conn):
                 return StepResult(error=ErrorInfo("connection", f"connection lost: {exc}", "FATAL"))
             if dialect.error_code(exc) is None:
                 raise exc
@@ -119,11 +119,6 @@ def _session_actor(race: Race, scenario: Scenario, session: Session, backend: st
                     dialect.run_sql(conn, sql)
 
     return run
-
-
-def _closed(conn: Any) -> bool:
-    """psycopg says ``closed`` (also once the server ended it), PyMySQL says not ``open``."""
-    return getattr(conn, "closed", False) is True or getattr(conn, "open", True) is False
 
 
 class _RaceFaults:

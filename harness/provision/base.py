@@ -115,7 +115,7 @@ class Server:
                 try:
                     return work(self._admin)
                 except Exception:
-                    if attempt == 2 or not _broken(self._admin):
+                    if attempt == 2 or not self.dialect.is_closed(self._admin):
                         raise
                     self._close_admin()
 
@@ -202,12 +202,6 @@ class Server:
         return {"service": self.service, "flavor": self.flavor, "version": self.version,
                 "info": self.info.to_json(), "provisioner": self.provisioner, "template": self.template}
 
-
-def _broken(conn: Any) -> bool:
-    """Whether a DB-API connection is closed/unusable (psycopg: .closed/.broken; PyMySQL: .open)."""
-    if getattr(conn, "broken", False) or getattr(conn, "closed", False) is True:
-        return True
-    return getattr(conn, "open", True) is False
 
 
 class AttachedLifecycle:
