@@ -237,38 +237,46 @@ def _locks_of(block: str) -> list[_Lock]:
 
 
 def parse_innodb_status(status: str) -> list[Wait]:
-    """Lock waits (waiter thread id -> holder thread id) from SHOW ENGINE INNODB STATUS."""
+    """Lock waits (waiter thread id -> holder thread id) from SHOW ENGINE INNODB STATUS.
+
+    A waiter waits for every transaction holding a lock on the record (or table) it wants, and also
+    for the requests queued ahead of it there (they were enqueued first: they have waited longer),
+    which it cannot pass -- as PostgreSQL's pg_blocking_pids reports soft blockers.  So a third
+    session queued behind a waiting second one shows both, not only the granted holder.
+    """
     section = status.split("LIST OF TRANSACTIONS FOR EACH SESSION:", 1)[-1]
     section = re.split(r"^-{4,}\n[A-Z ]+\n-{4,}$", section, maxsplit=1, flags=re.M)[0]
-    trxs: list[tuple[int, bool, list[_Lock], str]] = []
+    trxs: list[tuple[int, bool, list[_Lock], str, int]] = []
     for block in section.split("---TRANSACTION ")[1:]:
         m = _TRX_THREAD.search(block)
         if not m:
             continue
         head, _, rest = block.partition("------- TRX HAS BEEN WAITING")
-        waiting_lock = ""
+        waiting_lock, waited = "", 0
         if rest:
+            waited = int(w.group(1)) if (w := re.match(r"\s*(\d+)", rest)) else 0
             waiting_lock = rest.split("\n", 1)[1] if "\n" in rest else ""
             waiting_lock = waiting_lock.split("------------------", 1)[0]
-        trxs.append((int(m.group(1)), "LOCK WAIT" in head, _locks_of(block), waiting_lock))
+        trxs.append((int(m.group(1)), "LOCK WAIT" in head, _locks_of(block), waiting_lock, waited))
     waits: list[Wait] = []
-    for thread, is_waiting, locks, waiting_text in trxs:
+    for thread, is_waiting, locks, waiting_text, waited in trxs:
         if not is_waiting:
             continue
         wanted = [lk for lk in (_locks_of(waiting_text) or [lk for lk in locks if lk.waiting]) if lk.waiting]
         for want in wanted[:1]:
-            holder = None
-            for other, _, other_locks, _ in trxs:
-                if other == thread:
-                    continue
-                for lk in other_locks:
-                    if lk.waiting or lk.kind != want.kind or lk.key != want.key:
-                        continue
-                    if want.kind == "table" or (lk.heaps & want.heaps):
-                        holder = other
-                        break
-                if holder is not None:
-                    break
             what = "row lock" if want.kind == "record" else "table lock"
-            waits.append(Wait(thread, holder, what, f"{want.mode} {'/'.join(want.key)}"))
+            detail = f"{want.mode} {'/'.join(want.key)}"
+            holders: list[tuple[int, str]] = []
+            for other, _, other_locks, _, other_waited in trxs:
+                for lk in other_locks if other != thread else []:
+                    same = lk.kind == want.kind and lk.key == want.key and (want.kind == "table" or lk.heaps & want.heaps)
+                    if same and not lk.waiting:
+                        holders.append((other, what))
+                        break
+                    if same and lk.waiting and other_waited > waited:  # queued ahead of this request
+                        holders.append((other, f"{what} (queued)"))
+                        break
+            if not holders:
+                waits.append(Wait(thread, None, what, detail))
+            waits.extend(Wait(thread, holder, kind, detail) for holder, kind in holders)
     return waits
