@@ -19,6 +19,7 @@ BENCHMARKS: dict[str, str] = {
     "seeds_vs_threads": "benchmarks.seeds_vs_threads",
     "fault_cost": "benchmarks.fault_cost",
     "determinism": "benchmarks.determinism",
+    "startup": "benchmarks.startup",
 }
 
 #: benchmarks whose figures have no baseline by nature (a count of failures, not a speed)

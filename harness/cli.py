@@ -281,6 +281,11 @@ def _printable(message: str) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:2] == ["isolationtester", "-V"]:  # before anything heavy: pg_isolation_regress asks once per spec
+        from .pgversion import pg_version
+
+        print(f"isolationtester (PostgreSQL) {pg_version()}")
+        return 0
     if argv[:1] == ["isolationtester"]:  # isolationtester's own argv contract (-V, CONNINFO), untouched
         from .isolation import isolationtester_main
 

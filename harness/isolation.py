@@ -19,8 +19,6 @@ from __future__ import annotations
 import io
 import os
 import select
-import shutil
-import subprocess
 import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
@@ -33,6 +31,7 @@ from .dialect.base import ConnInfo, Wait
 from .dialect.postgres import PostgresDialect, convert_result
 from .engine import Engine, EngineOptions, ScenarioRunError
 from .errors import ConnectFailed, HarnessError
+from .pgversion import pg_version
 from .scenario.model import Interleaving, Scenario, StepRef
 from .scenario.spec_loader import load_spec, unused_steps
 from .trace import ErrorInfo, Event, ResultSet, StepResult, Trace
@@ -494,21 +493,6 @@ def run_spec_on_server(scenario: Scenario, server: Any, out: Any, err: Any = Non
         return run_spec(scenario, db.info, out, err)
     finally:
         db.drop()
-
-
-def pg_version() -> str:
-    """The PG_VERSION isolationtester -V reports (pg_isolation_regress compares it with its own)."""
-    if os.environ.get("ISOLATIONTESTER_PG_VERSION"):
-        return os.environ["ISOLATIONTESTER_PG_VERSION"]
-    pg_config = shutil.which("pg_config")
-    if pg_config:
-        try:
-            text = subprocess.run([pg_config, "--version"], capture_output=True, text=True, timeout=10).stdout
-            if text.startswith("PostgreSQL "):
-                return text[len("PostgreSQL "):].strip()
-        except (OSError, subprocess.SubprocessError):
-            pass
-    return "15"
 
 
 def isolationtester_main(argv: list[str], stdin: Any, stdout: Any, stderr: Any) -> int:

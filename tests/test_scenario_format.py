@@ -166,7 +166,8 @@ explore: {schedules: 10}
 @pytest.mark.parametrize("old, new, line, fragment", [
     ("lose_commit_ack: A", "lose_comit_ack: A", 4, "Did you mean 'lose_commit_ack'?"),
     ("lose_commit_ack: A", "lose_commit_ack: Z", 4, "fault 'ack' names actor 'Z', which is not one of A"),
-    ("{lose_commit_ack: A}", "{inject_error: A}", 4, "`code:` (SQLSTATE or MySQL error number) goes with inject_error only, and they need it"),
+    ("{lose_commit_ack: A}", "{inject_error: A}", 4,
+     "`code:` (SQLSTATE or MySQL error number) goes with inject_error only, and they need it"),
 ])
 def test_fault_declarations_are_validated(old: str, new: str, line: int, fragment: str) -> None:
     assert load_yaml(FAULTS, "f.yaml").faults[0].kind == "lose_commit_ack"

@@ -37,3 +37,15 @@ def test_scenario_error_prefixes_where() -> None:
     assert str(errors.ScenarioError("bad", path="f.yaml", line=3)) == "f.yaml:3: bad"
     assert str(errors.ScenarioError("bad", path="f.yaml")) == "f.yaml: bad"
     assert str(errors.ScenarioError("bad")) == "bad"
+
+
+def test_the_cli_starts_without_the_database_drivers() -> None:
+    """`harness --help` and `isolationtester -V` must start fast: importing the CLI imports no driver,
+    Hypothesis, Jinja2 or testcontainers (each is imported by the command that needs it)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, harness.cli; heavy = [m for m in ('psycopg', 'pymysql', 'hypothesis', 'jinja2', "
+            "'testcontainers', 'redis') if m in sys.modules]; print(','.join(heavy))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "", done.stdout
