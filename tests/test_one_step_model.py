@@ -196,5 +196,6 @@ def test_the_text_trace_shows_lock_spans_and_bound_parameters(race: Race, backen
     text = "\n".join(trace_lines(outcome.trace))
     assert "LOCK redis lock harness:" in text and "UNLOCK redis lock harness:" in text, text
     assert "INSERT INTO rules VALUES (%s) [('r1',)]" in text, text
+    assert "SELECT count(*) FROM rules WHERE name = %s [('r1',)]  -> 0" in text, text  # the rows it returned
     locks = [(e.session, e.detail["op"]) for e in outcome.trace.events if e.kind == "lock"]
     assert locks[:2] == [("A", "acquire"), ("A", "release")], locks

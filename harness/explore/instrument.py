@@ -59,8 +59,31 @@ class _Proxy:
             sched.register_session(self._sid)
         commits = label == "COMMIT" or _autocommit(self._obj)
         conn = getattr(self._obj, "connection", self._obj)  # cursors name their connection
-        return sched.db_call(label, self._sid, fn, conn=conn, point=not self._quiet, commits=commits,
+
+        def run() -> Any:
+            value = fn()
+            # psycopg 3's connection.execute returns its cursor; cursors' execute return a count or themselves
+            rows = preview_rows(value if hasattr(value, "pgresult") else self._obj)
+            if rows is not None:
+                sched.annotate({"rows": rows})
+            return value
+
+        return sched.db_call(label, self._sid, run, conn=conn, point=not self._quiet, commits=commits,
                              params=_params(params))
+
+
+def preview_rows(cursor: Any, limit: int = 3) -> list[list[str | None]] | None:
+    """The first rows a statement returned, read without consuming them (psycopg 3's result, PyMySQL's
+    buffered rows), for the trace; None where the driver offers no such look (psycopg2)."""
+    res = getattr(cursor, "pgresult", None)
+    if res is not None and res.nfields:  # psycopg 3: the libpq result, text or binary
+        def text(v: bytes | None) -> str | None:
+            return None if v is None else v.decode("utf-8", "replace")
+        return [[text(res.get_value(r, c)) for c in range(res.nfields)] for r in range(min(res.ntuples, limit))]
+    rows = getattr(cursor, "_rows", None)  # PyMySQL's buffered cursor
+    if isinstance(rows, (list, tuple)) and getattr(cursor, "description", None):
+        return [[None if v is None else str(v) for v in row] for row in rows[:limit]]
+    return None
 
 
 def _params(args: Any) -> str | None:

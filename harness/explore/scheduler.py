@@ -248,6 +248,13 @@ class Scheduler(Conductor):
         with self.cond:
             self._emit(Event(self._clock(), kind, actor.name, step, sql, result=result, detail=dict(detail or {})))
 
+    def annotate(self, detail: dict[str, Any]) -> None:
+        """Add to the current call's ``complete`` event (e.g. the first rows it returned)."""
+        actor = self.current()
+        if actor is not None:
+            with self.cond:
+                actor.note = {**(actor.note or {}), **detail}
+
     def lock_done(self, op: str, lock: str, key: str, ok: bool) -> None:
         """The current actor acquired or released a lock (``ok``: it got / released it): a ``lock`` event,
         so a trace shows who held which lock from when to when."""

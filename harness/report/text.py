@@ -24,8 +24,9 @@ def trace_lines(trace: Trace) -> list[str]:
             res = e.result
             if res is not None and res.error:
                 what = f"ERROR {res.error.code}: {res.error.message}"
-            elif res is not None and res.last_rows:
-                what = "-> " + "; ".join("|".join("NULL" if v is None else v for v in row) for row in res.last_rows[:3])
+            elif res is not None and (res.last_rows or e.detail.get("rows")):
+                shown = res.last_rows[:3] or e.detail.get("rows", [])
+                what = "-> " + "; ".join("|".join("NULL" if v is None else str(v) for v in row) for row in shown)
             else:
                 what = "ok"
             after = " (after wait)" if e.detail.get("after_wait") else ""
