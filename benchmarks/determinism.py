@@ -19,10 +19,9 @@ Scenarios (every one through the public Race API):
   deadlock      opposite-order updates of two rows: one is the deadlock victim (allowed)
   get_lock      check-then-insert under GET_LOCK, unlocked before COMMIT (MariaDB)
   redis_lock    check-then-insert under a Redis lock, unlocked before COMMIT
-  sqlalchemy    check-then-insert in ``engine.begin()`` of ``ctx.engine()`` (psycopg 3 / PyMySQL).
-                Issue 11 asks for SQLAlchemy over psycopg2 through ``harness.explore.instrument``; that
-                needs the race's scheduler reference, which only private attributes give (see
-                docs/benchmarks.md), so the public engine stands in for it.
+  sqlalchemy    check-then-insert in ``engine.begin()`` of ``ctx.engine()`` (psycopg 3 / PyMySQL)
+  sqlalchemy_psycopg2  the same through an app's own engine over psycopg2, built from its URL with
+                ``connect_args={"connection_factory": race.psycopg2_connection_factory()}`` (PostgreSQL)
 """
 
 from __future__ import annotations
@@ -158,6 +157,24 @@ def sqlalchemy_engine(race: Race) -> None:
     _rules(race, actor)
 
 
+def sqlalchemy_psycopg2(race: Race) -> None:
+    """An app's own engine over psycopg2, built from its URL, with the race's connection_factory."""
+    import sqlalchemy
+
+    info = race.database.info
+    url = sqlalchemy.engine.URL.create("postgresql+psycopg2", username=info.user, password=info.password or None,
+                                       host=info.host, port=info.port, database=info.dbname)
+    engine = sqlalchemy.create_engine(url, connect_args={"connection_factory": race.psycopg2_connection_factory()},
+                                      poolclass=sqlalchemy.pool.NullPool)
+
+    def actor() -> None:
+        with engine.begin() as conn:
+            n = conn.execute(sqlalchemy.text("SELECT count(*) FROM rules")).scalar()
+            if n == 0:
+                conn.execute(sqlalchemy.text("INSERT INTO rules (name) VALUES ('r1')"))
+    _rules(race, lambda: actor())
+
+
 @dataclass(frozen=True)
 class Scenario:
     name: str
@@ -174,6 +191,7 @@ SCENARIOS = [
     Scenario("get_lock", get_lock, ("mysql",)),
     Scenario("redis_lock", redis_lock, ("postgres", "mysql")),
     Scenario("sqlalchemy", sqlalchemy_engine, ("postgres", "mysql")),
+    Scenario("sqlalchemy_psycopg2", sqlalchemy_psycopg2, ("postgres",)),
 ]
 
 

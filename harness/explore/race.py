@@ -63,6 +63,10 @@ class ActorContext:
         """A scheduling point of the actor's own, where the explorer may switch to another actor."""
         self.race.point(label)
 
+    def instrument(self, conn: Any) -> InstrumentedConnection:
+        """Put a connection the actor's code opened itself under the scheduler (:meth:`Race.instrument`)."""
+        return self.race.instrument(conn)
+
     @contextmanager
     def op(self, name: str, value: Any) -> Iterator[Op]:
         """Mark an operation (``with ctx.op("add", 3): ...``): its outcome -- ok, fail, or unknown

@@ -67,6 +67,19 @@ class ResourcesMixin(RaceBase):
                     pass
         self._lent.clear()
 
+    def psycopg2_connection_factory(self) -> type:
+        """For an app on psycopg2: ``psycopg2.connect(dsn, connection_factory=race.psycopg2_connection_factory())``
+        or ``create_engine(url, connect_args={"connection_factory": ...})`` -- its statements, commits and
+        rollbacks inside actors become scheduling points (see :mod:`.pg2`)."""
+        from .pg2 import psycopg2_connection_factory
+
+        return psycopg2_connection_factory(self._sched)
+
+    def instrument(self, conn: Any) -> InstrumentedConnection:
+        """Put a DB-API connection an actor opened itself (psycopg 3, PyMySQL) under the scheduler."""
+        self._opened.append(conn)
+        return instrument(conn, self._sched)
+
     def engine(self, **kwargs: Any) -> Any:
         """An instrumented SQLAlchemy engine for this database (psycopg 3 / PyMySQL)."""
         info = self.database.info
