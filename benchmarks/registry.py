@@ -20,6 +20,7 @@ BENCHMARKS: dict[str, str] = {
     "fault_cost": "benchmarks.fault_cost",
     "determinism": "benchmarks.determinism",
     "startup": "benchmarks.startup",
+    "shrink": "benchmarks.shrink",
 }
 
 #: benchmarks whose figures have no baseline by nature (a count of failures, not a speed)
