@@ -329,6 +329,9 @@ class Engine:
         trace.events.append(Event(self.clock(), "deadlock", victim.worker.name, victim.step.name, victim.sql or None,
                                   detail={"cycle": cycle, "victim": victim.worker.name, "broken_by": "harness"}))
         self._cancel(victim)
+        # its error, and the waits its rollback frees, come before the engine looks at anything else:
+        # otherwise whether the victim or a released step completes first would depend on timing
+        victim.done.wait(self.options.step_timeout)
 
     def _stuck_on_idle_holder(self, p: _Pending, trace: Trace, asked: Step) -> bool:
         """The next step is asked of a session that waits for sessions with no step in flight: nothing
