@@ -279,7 +279,7 @@ class Engine:
             if self.options.break_deadlocks and self.dialect.capabilities.harness_breaks_deadlocks:
                 self._break_cycle(trace)
             if nonblock:
-                waits = self._waits([p])
+                waits = self._waits([p], settled_only=True)
                 if waits and not p.done.is_set():
                     self._flush_notices(p.worker, trace, p.step.name)
                     if not retry and not p.reported_waiting:
@@ -416,7 +416,10 @@ class Engine:
                                               "code": notice.code, **extra}))
 
     # -- who waits for whom ------------------------------------------------------------------------
-    def _waits(self, pendings: list[_Pending]) -> list[WaitEdge]:
+    def _waits(self, pendings: list[_Pending], *, settled_only: bool = False) -> list[WaitEdge]:
+        """The waits of these steps' sessions; ``settled_only``: without those in transition (a
+        released MariaDB user lock still listed PENDING until its waiter wakes, see Wait.settled), so
+        a step released by the step just run is seen completing, not still waiting."""
         by_sid = {w.sid: w.name for w in self.workers.values()}
         wanted = {p.worker.sid for p in pendings}
         edges: list[WaitEdge] = []
@@ -424,7 +427,7 @@ class Engine:
         edges.extend(w for w in own if w is not None)
         # ask about every session: holders only count if they are sessions of this run
         for wait in self.dialect.waits(self.monitor, sorted(by_sid)):
-            if wait.waiter in wanted:
+            if wait.waiter in wanted and (wait.settled or not settled_only):
                 edges.append(WaitEdge(by_sid[wait.waiter],
                                       by_sid.get(wait.holder) if wait.holder else None, wait.lock, wait.detail))
         return edges
