@@ -29,11 +29,13 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 from .dialect import ConnInfo, Dialect
+from .engine_faults import _EngineFaults
+from .engine_waits import EngineWaits
 from .errors import HarnessError, ScenarioRunError
 from .orders import all_interleavings
 from .scenario.model import FAULT_ACTIONS, Blocker, Interleaving, Scenario, SqlText, Step, StepRef
 from .steps import Action, ActionContext, FaultPort, SessionWorker, _Armed, _Pending, run_step, starts_transaction, step_sql
-from .trace import ErrorInfo, Event, StepResult, Trace, WaitEdge, wait_cycle
+from .trace import ErrorInfo, Event, StepResult, Trace, WaitEdge
 
 
 @dataclass
@@ -52,7 +54,7 @@ class EngineOptions:
     break_deadlocks: bool = False
 
 
-class Engine:
+class Engine(EngineWaits):
     """Runs interleavings of one scenario on one database; connections are reused between runs."""
 
     def __init__(self, scenario: Scenario, backend: str, dialect: Dialect, info: ConnInfo,
@@ -310,44 +312,6 @@ class Engine:
         self._complete(p, trace)
         return False
 
-    def _break_cycle(self, trace: Trace) -> None:
-        """A wait-for cycle among the steps in flight: cancel the one launched last (its wait closed
-        the cycle), whose result becomes the server's deadlock error (see Dialect.deadlock_info)."""
-        active = [w.active for w in self.workers.values() if w.active is not None and not w.active.done.is_set()]
-        if len(active) < 2:
-            return
-        edges = self._waits(active)
-        cycle = wait_cycle(edges)
-        if not cycle:
-            return
-        victim = max((p for p in active if p.worker.name in cycle), key=lambda p: p.t_launch)
-        if victim.victim:
-            return
-        victim.victim = True
-        if not victim.reported_waiting:  # it waited: its wait closed the cycle (as an explored run shows)
-            self._report_waiting(victim, trace, [w for w in edges if w.waiter == victim.worker.name])
-        trace.events.append(Event(self.clock(), "deadlock", victim.worker.name, victim.step.name, victim.sql or None,
-                                  detail={"cycle": cycle, "victim": victim.worker.name, "broken_by": "harness"}))
-        self._cancel(victim)
-        # its error, and the waits its rollback frees, come before the engine looks at anything else:
-        # otherwise whether the victim or a released step completes first would depend on timing
-        victim.done.wait(self.options.step_timeout)
-
-    def _stuck_on_idle_holder(self, p: _Pending, trace: Trace, asked: Step) -> bool:
-        """The next step is asked of a session that waits for sessions with no step in flight: nothing
-        can release it, so report it now instead of after the timeout (a generated order can do this)."""
-        if p.done.is_set() or p.ref.blockers or p.worker.self_wait is not None:
-            return False  # a harness-lock wait is a client retry loop: it moves once the key is free
-        if self.scenario.timeouts.lock_wait == "server":
-            return False  # the session's own lock-wait timeout ends the wait; its error is the step's result
-        waits = [w for w in self._waits([p]) if w.waiter == p.worker.name]
-        if not waits or any(w.holder is None or self.workers[w.holder].active is not None for w in waits):
-            return False
-        holders = ", ".join(sorted({w.holder for w in waits if w.holder}))
-        self._hang(trace, [p], f"step {asked.name} was asked of session {p.worker.name}, which waits for "
-                               f"{holders} with no step in flight: this interleaving cannot proceed")
-        return True
-
     def _active_blocker(self, p: _Pending) -> str | None:
         for b in p.ref.blockers:
             if b.step is None:
@@ -415,67 +379,6 @@ class Engine:
                                       detail={"severity": notice.severity, "message": notice.message,
                                               "code": notice.code, **extra}))
 
-    # -- who waits for whom ------------------------------------------------------------------------
-    def _waits(self, pendings: list[_Pending], *, settled_only: bool = False) -> list[WaitEdge]:
-        """The waits of these steps' sessions; ``settled_only``: without those in transition (a
-        released MariaDB user lock still listed PENDING until its waiter wakes, see Wait.settled), so
-        a step released by the step just run is seen completing, not still waiting."""
-        by_sid = {w.sid: w.name for w in self.workers.values()}
-        wanted = {p.worker.sid for p in pendings}
-        edges: list[WaitEdge] = []
-        own = [p.worker.self_wait for p in pendings if p.worker.self_wait is not None]
-        edges.extend(w for w in own if w is not None)
-        # ask about every session: holders only count if they are sessions of this run
-        for wait in self.dialect.waits(self.monitor, sorted(by_sid)):
-            if wait.waiter in wanted and (wait.settled or not settled_only):
-                edges.append(WaitEdge(by_sid[wait.waiter],
-                                      by_sid.get(wait.holder) if wait.holder else None, wait.lock, wait.detail))
-        return edges
-
-    def wait_graph(self) -> list[WaitEdge]:
-        """The current wait-for graph among this engine's sessions."""
-        active = [w.active for w in self.workers.values() if w.active is not None]
-        return self._waits(active) if active else []
-
-    # -- hangs and cleanup -------------------------------------------------------------------------
-    def _hang(self, trace: Trace, stuck: list[_Pending], reason: str) -> None:
-        if trace.hung:
-            return
-        trace.hung = True
-        graph = self.wait_graph()
-        trace.events.append(Event(self.clock(), "hang", detail={
-            "reason": reason, "active": [p.step.name for p in stuck if p is not None]}, waits=graph))
-        for worker in list(self.workers.values()):  # _reconnect replaces entries
-            p = worker.active
-            if p is None:
-                continue
-            self._cancel(p)
-            if not p.done.wait(self.options.cancel_timeout):
-                self._terminate(worker)
-                p.done.wait(self.options.cancel_timeout)
-            trace.events.append(Event(self.clock(), "cancel", worker.name, p.step.name, result=p.result,
-                                      detail={"completed": p.done.is_set()}))
-            worker.active = None
-            if not p.done.is_set() or p.conn_lost:
-                self._reconnect(worker.name)
-
-    def _cancel(self, p: _Pending) -> None:
-        try:
-            self.dialect.cancel(self.monitor, p.worker.sid)
-        except Exception:
-            pass
-
-    def _terminate(self, worker: SessionWorker) -> None:
-        try:
-            self.dialect.terminate(self.monitor, worker.sid)
-        except Exception:
-            pass
-
-    def _reconnect(self, name: str) -> None:
-        old = self.workers.pop(name)
-        old.stop()
-        self._open_worker(name)
-
     # -- setup / teardown --------------------------------------------------------------------------
     def _run_control(self, sql: str) -> StepResult:
         return self.dialect.run_sql(self.control, sql)
@@ -520,49 +423,6 @@ class Engine:
             raise ScenarioRunError(f"{self.scenario.path}:{block.line}: {where}{kind} failed: "
                                    f"{result.error.severity}: {result.error.message}"
                                    + (f" ({result.error.code})" if result.error.code else ""))
-
-
-@dataclass
-class _EngineFaults:
-    """Fault steps in a listed interleaving: they run on the engine's thread between two steps, so the
-    control connection is theirs; what they do is recorded as ``fault`` events."""
-
-    engine: Engine
-    trace: Trace
-    session: str  # the session whose step acts
-    step: str
-
-    def _victim(self, name: str) -> SessionWorker:
-        worker = self.engine.workers.get(name)
-        if worker is None:
-            raise HarnessError(f"there is no session {name!r}; sessions: {', '.join(self.engine.workers)}.")
-        return worker
-
-    def _event(self, victim: str, **detail: Any) -> None:
-        self.trace.events.append(Event(self.engine.clock(), "fault", victim, self.step,
-                                       detail={"victim": victim, "by": self.session, **detail}))
-
-    def kill_session(self, victim: str) -> None:
-        worker, eng = self._victim(victim), self.engine
-        if worker.lost is not None:
-            self._event(victim, fault="kill_session", already=f"connection {worker.lost}")
-            return
-        # a step in flight (e.g. blocked on a lock) completes with the driver's error itself
-        in_flight = worker.active.step.name if worker.active and not worker.active.done.is_set() else None
-        eng.dialect.terminate(eng.control, worker.sid)
-        if not eng.dialect.wait_session_gone(eng.control, worker.sid, eng.options.step_timeout):
-            raise HarnessError(f"session {victim}'s server session {worker.sid} was still there "
-                               f"{eng.options.step_timeout:g}s after it was killed.")
-        worker.lost, worker.lost_reported = f"killed at step {self.step}", in_flight is not None
-        self._event(victim, fault="kill_session", **({"in_flight": in_flight} if in_flight else {}))
-
-    def inject_error(self, victim: str, code: str, message: str) -> None:
-        self._victim(victim).armed.append(_Armed("inject_error", self.step, ErrorInfo(code, message)))
-        self._event(victim, fault="inject_error", armed=True, code=code)
-
-    def lose_commit_ack(self, victim: str) -> None:
-        self._victim(victim).armed.append(_Armed("lose_commit_ack", self.step))
-        self._event(victim, fault="lose_commit_ack", armed=True)
 
 
 __all__ = ["ActionContext", "Blocker", "Engine", "EngineOptions", "FaultPort", "ScenarioRunError",
