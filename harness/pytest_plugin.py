@@ -272,6 +272,7 @@ def race(request: pytest.FixtureRequest, database: Database, server_pool: Server
              replay_hint=lambda sched: f"pytest {shlex.quote(nodeid)} --harness-replay {shlex.quote(sched)}",
              forced_schedule=request.config.getoption("harness_replay"),
              save_dir=request.config.rootpath / "reports" / "schedules")
+    r.capture_drivers()  # the app may open (and pool) connections in the test body, before exploring
     try:
         yield r
     finally:

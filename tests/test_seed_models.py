@@ -52,7 +52,7 @@ def test_kinto_replay(database: Database, backend: str) -> None:
     assert clash.trace is not None
     err = clash.trace.result_of("b_history_clash").error  # type: ignore[union-attr]
     assert err is not None and err.code == {"postgres": "23505", "mysql": "1062"}[backend]
-    assert ("a", "row lock (transaction)" if backend == "postgres" else "row lock") in _waits_of(clash, "b_history_clash")
+    assert ("a", "unique key (transaction)" if backend == "postgres" else "row lock") in _waits_of(clash, "b_history_clash")
     # PostgreSQL loses B's record with the whole transaction; MariaDB undoes only the statement
     assert clash.violated == (["b_record_kept"] if backend == "postgres" else ["every_record_has_history"])
     for name in ("a-rolls-back", "a-commits-early", "serial"):

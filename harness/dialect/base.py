@@ -233,6 +233,15 @@ class Dialect(ABC):
 
     # -- deadlocks ---------------------------------------------------------------------------------
 
+    def reset_kept_session(self, conn: Any) -> None:
+        """Between schedules, for a session an app's pool keeps (any driver, idle): release its session
+        locks and the harness's clock settings; what the app set itself (search_path, isolation) stays."""
+        return None
+
+    def shadow_clock_by_default(self, admin: Any, dbname: str) -> None:
+        """Make every new session of ``dbname`` read the harness clock (PostgreSQL's search_path)."""
+        return None
+
     def prepare_race_database(self, admin: Any, dbname: str, hang_timeout: float) -> str | None:
         """Make the server leave wait-for cycles in ``dbname`` to the harness; None, or why it can't."""
         return None
@@ -247,16 +256,46 @@ class Dialect(ABC):
         return exc
 
 
+def run_and_commit(conn: Any, sql: str) -> None:
+    """Run one statement on any supported DB-API connection and commit it (a no-op in autocommit)."""
+    cur = conn.cursor()
+    try:
+        cur.execute(sql)
+    finally:
+        cur.close()
+    conn.commit()
+
+
+def _driver_error(exc: BaseException) -> BaseException:
+    """The driver's error behind ``exc``: SQLAlchemy's ``orig``, or an app's exception raised ``from``
+    one (Kinto's IntegrityError, Django's wrappers) -- the first in the chain that carries a code."""
+    seen: BaseException | None = exc
+    for _ in range(6):
+        if seen is None:
+            break
+        orig = getattr(seen, "orig", None)
+        if isinstance(orig, BaseException):
+            return orig
+        args = getattr(seen, "args", None) or ()
+        if getattr(seen, "sqlstate", None) or getattr(seen, "pgcode", None) or (
+                args and isinstance(args[0], int) and not isinstance(args[0], bool)):
+            return seen
+        seen = seen.__cause__
+    return exc
+
+
 def error_info(exc: BaseException) -> ErrorInfo:
     """What a driver's exception says, for any supported driver (psycopg 3, psycopg2, PyMySQL,
     mysqlclient), also when SQLAlchemy wrapped it: ``code`` is the SQLSTATE (PostgreSQL) or the error
     number (MySQL family), ``sqlstate`` the SQLSTATE wherever the driver kept it."""
-    orig = getattr(exc, "orig", None)  # sqlalchemy.exc.DBAPIError wraps the driver's error
-    err = orig if isinstance(orig, BaseException) else exc
+    err = _driver_error(exc)
     sqlstate = getattr(err, "sqlstate", None) or getattr(err, "pgcode", None)
     args = getattr(err, "args", None) or ()
     native = str(args[0]) if args and isinstance(args[0], int) and not isinstance(args[0], bool) else None
     driver = f"{type(err).__module__}.{type(err).__qualname__}"
+    if err is not exc and err is not getattr(exc, "orig", None):  # an app's own error raised from it
+        return ErrorInfo(native or sqlstate, f"{type(exc).__name__} (from {type(err).__name__}: {err})".strip(),
+                         sqlstate=sqlstate, driver=driver)
     return ErrorInfo(native or sqlstate, f"{type(err).__name__}: {err}", sqlstate=sqlstate, driver=driver)
 
 

@@ -10,7 +10,7 @@ import pymysql
 from pymysql.constants import CLIENT
 
 from ..trace import ErrorInfo, ResultSet, StepResult
-from .base import Capabilities, ConnInfo, Dialect, Wait, execute
+from .base import Capabilities, ConnInfo, Dialect, Wait, execute, run_and_commit
 
 #: client-side errors that mean the connection is gone (server gone away, lost during query, ...)
 _CONNECTION_LOST = {2006, 2013, 2014, 2045, 2055}
@@ -193,6 +193,10 @@ class MySQLDialect(Dialect):
             return int(execute(conn, "SELECT @@in_transaction")[0][0]) == 0
         except pymysql.err.MySQLError:
             return False
+
+    def reset_kept_session(self, conn: Any) -> None:
+        run_and_commit(conn, "SELECT RELEASE_ALL_LOCKS()")
+        run_and_commit(conn, "SET @@session.timestamp = DEFAULT, @harness_clock_frozen = NULL")
 
     def isolation_sql(self, level: str) -> str:
         return f"SET SESSION TRANSACTION ISOLATION LEVEL {level.upper()}"

@@ -11,13 +11,14 @@ from psycopg import pq
 from psycopg import sql as pgsql
 
 from ..trace import ErrorInfo, ResultSet, StepResult
-from .base import Capabilities, ConnInfo, Dialect, Wait, execute
+from .base import Capabilities, ConnInfo, Dialect, Wait, execute, run_and_commit
 
 #: one round trip that answers "who of these sessions waits for whom, on what" (holders restricted to
 #: the given sessions, as isolationtester does: a wait on autovacuum is not a scheduling fact)
 _WAITS_SQL = """
 SELECT w.pid, h.holder, coalesce(l.locktype, 'snapshot'), coalesce(l.mode, ''),
-       coalesce(l.relation::regclass::text, '')
+       coalesce(l.relation::regclass::text, ''),
+       EXISTS (SELECT 1 FROM pg_locks t WHERE t.pid = w.pid AND t.granted AND t.locktype = 'tuple')
 FROM unnest(%(pids)s::int[]) AS w(pid)
 CROSS JOIN LATERAL (
     SELECT unnest(pg_blocking_pids(w.pid)) AS holder
@@ -142,7 +143,7 @@ class PostgresDialect(Dialect):
             return []
         rows = execute(monitor, _WAITS_SQL, {"pids": session_ids})
         return [
-            Wait(waiter=r[0], holder=(r[1] or None), lock=_lock_kind(r[2]),
+            Wait(waiter=r[0], holder=(r[1] or None), lock=_lock_kind(r[2], holds_row=bool(r[5])),
                  detail=" ".join(x for x in (r[3], r[4]) if x))
             for r in rows
         ]
@@ -203,6 +204,14 @@ class PostgresDialect(Dialect):
                      "DISCARD PLANS; DISCARD TEMP; DISCARD SEQUENCES")
         conn.autocommit = autocommit
 
+    def reset_kept_session(self, conn: Any) -> None:
+        # set_config is undone by a rollback: committed (pg_advisory_unlock_all is not transactional)
+        run_and_commit(conn, "SELECT pg_advisory_unlock_all(), set_config('harness.clock', '', false)")
+
+    def shadow_clock_by_default(self, admin: Any, dbname: str) -> None:
+        admin.execute(pgsql.SQL("ALTER DATABASE {} SET search_path = "
+                                "'\"$user\"', public, harness_clock, pg_catalog").format(pgsql.Identifier(dbname)))
+
     def prepare_race_database(self, admin: Any, dbname: str, hang_timeout: float) -> str | None:
         timeout_ms = int(max(1.0, hang_timeout / 2) * 1000)  # cycles through sessions we do not see
         try:
@@ -227,7 +236,12 @@ class PostgresDialect(Dialect):
         return psycopg.errors.DeadlockDetected(message)
 
 
-def _lock_kind(locktype: str) -> str:
+def _lock_kind(locktype: str, holds_row: bool = True) -> str:
+    """A wait for another transaction's end is a row lock when the waiter holds the row's tuple lock
+    (the first in line for a row does); without one it is a uniqueness check on an index entry that an
+    uncommitted transaction inserted."""
+    if locktype == "transactionid" and not holds_row:
+        return "unique key (transaction)"
     return {
         "relation": "relation lock",
         "tuple": "row lock",

@@ -65,6 +65,7 @@ class _Actor:
     params: str | None = None  # its current statement's bound parameters, as the trace shows them
     note: dict[str, Any] | None = None  # extra detail for its current call's complete event
     victim: bool = False  # the harness cancelled its call to break a wait-for cycle
+    in_call: bool = False  # inside a database call: a nested one (a driver under an instrumented layer) is its part
     lock_key: str | None = None
     lock_waits: WaitEdge | None = None
     blocked_at: int = 0  # progress moves (see Conductor._progress) when its lock attempt last failed

@@ -7,11 +7,65 @@ a scheduled actor (setup, checks) run straight through.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from .scheduler import Scheduler
 
 SchedulerRef = Callable[[], "Scheduler | None"]
+
+
+@dataclass
+class Route:
+    """How a captured connection's calls reach the scheduler (see :mod:`.capture`): one a SQLAlchemy
+    pool opened is the pool's (its queries are bookkeeping, no decisions) until the pool checks it out."""
+
+    sched: SchedulerRef
+    pooled: bool = False
+    checked_out: bool = False
+
+    @property
+    def bookkeeping(self) -> bool:
+        return self.pooled and not self.checked_out
+
+
+def open_transaction(conn: Any) -> bool:
+    """Whether the connection may have a transaction open (True where the driver cannot tell).
+
+    A COMMIT or ROLLBACK with none orders nothing (psycopg 2 and 3 then send nothing at all), so it is no
+    scheduling point: pools and ORMs issue such resets freely, 2-3 per statement.  PyMySQL's
+    ``server_status`` is no such witness: MariaDB leaves its in-transaction bit unset after a plain
+    SELECT, whose COMMIT still ends a REPEATABLE READ snapshot."""
+    conn = getattr(conn, "connection", conn)  # cursors name their connection
+    info = getattr(conn, "info", None)
+    status = getattr(info, "transaction_status", None)  # psycopg 3 and psycopg2: IDLE is 0
+    if status is not None:
+        return int(status) != 0
+    return True
+
+
+def scheduled(sched_ref: SchedulerRef, conn: Any, sid: int | None, label: str, fn: Callable[[], Any], *,
+              params: Any = None, quiet: bool = False, route: Route | None = None,
+              annotate: Callable[[Any, Scheduler], None] | None = None) -> Any:
+    """Run one driver call of an instrumented connection: a scheduling point inside an actor (unless it
+    is bookkeeping), straight through outside one.  The one path of proxies and psycopg2 subclasses."""
+    sched = sched_ref()
+    if sched is None or sched.current() is None or (route is not None and route.bookkeeping):
+        return fn()
+    if label in ("COMMIT", "ROLLBACK") and not open_transaction(conn):
+        return fn()
+    if sid is not None:
+        sched.register_session(sid)
+    commits = label == "COMMIT" or _autocommit(conn)
+
+    def run() -> Any:
+        value = fn()
+        if annotate is not None:
+            annotate(value, sched)
+        return value
+
+    return sched.db_call(label, sid, run, conn=getattr(conn, "connection", conn), point=not quiet,
+                         commits=commits, params=_params(params))
 
 
 def session_id_of(conn: Any) -> int | None:
@@ -33,13 +87,20 @@ def _label(sql: Any) -> str:
 
 
 class _Proxy:
-    __slots__ = ("_obj", "_sched", "_sid", "_quiet")
+    __slots__ = ("_obj", "_sched", "_sid", "_quiet", "_route")
 
-    def __init__(self, obj: Any, sched: SchedulerRef, sid: int | None, quiet: bool = False) -> None:
+    def __init__(self, obj: Any, sched: SchedulerRef, sid: int | None, quiet: bool = False,
+                 route: Route | None = None) -> None:
         object.__setattr__(self, "_obj", obj)
         object.__setattr__(self, "_sched", sched)
         object.__setattr__(self, "_sid", sid)
         object.__setattr__(self, "_quiet", quiet)  # calls are watched for waits but are no decisions
+        object.__setattr__(self, "_route", route)  # a captured connection's (see .capture)
+
+    @property
+    def harness_route(self) -> Route | None:
+        route: Route | None = self._route
+        return route
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._obj, name)
@@ -52,24 +113,14 @@ class _Proxy:
         setattr(self._obj, name, value)
 
     def _call(self, label: str, fn: Callable[[], Any], params: Any = None) -> Any:
-        sched = self._sched()
-        if sched is None:
-            return fn()
-        if self._sid is not None:
-            sched.register_session(self._sid)
-        commits = label == "COMMIT" or _autocommit(self._obj)
-        conn = getattr(self._obj, "connection", self._obj)  # cursors name their connection
-
-        def run() -> Any:
-            value = fn()
+        def rows(value: Any, sched: Scheduler) -> None:
             # psycopg 3's connection.execute returns its cursor; cursors' execute return a count or themselves
-            rows = preview_rows(value if hasattr(value, "pgresult") else self._obj)
-            if rows is not None:
-                sched.annotate({"rows": rows})
-            return value
+            preview = preview_rows(value if hasattr(value, "pgresult") else self._obj)
+            if preview is not None:
+                sched.annotate({"rows": preview})
 
-        return sched.db_call(label, self._sid, run, conn=conn, point=not self._quiet, commits=commits,
-                             params=_params(params))
+        return scheduled(self._sched, self._obj, self._sid, label, fn, params=params, quiet=self._quiet,
+                         route=self._route, annotate=rows)
 
 
 def preview_rows(cursor: Any, limit: int = 3) -> list[list[str | None]] | None:
@@ -143,11 +194,11 @@ class InstrumentedConnection(_Proxy):
     __slots__ = ()
 
     def cursor(self, *args: Any, **kwargs: Any) -> InstrumentedCursor:
-        return InstrumentedCursor(self._obj.cursor(*args, **kwargs), self._sched, self._sid, self._quiet)
+        return InstrumentedCursor(self._obj.cursor(*args, **kwargs), self._sched, self._sid, self._quiet, self._route)
 
     def execute(self, sql: Any, *args: Any, **kwargs: Any) -> Any:  # psycopg 3 shortcut
         cur = self._call(_label(sql), lambda: self._obj.execute(sql, *args, **kwargs), args)
-        return InstrumentedCursor(cur, self._sched, self._sid, self._quiet)
+        return InstrumentedCursor(cur, self._sched, self._sid, self._quiet, self._route)
 
     def commit(self) -> Any:
         return self._call("COMMIT", self._obj.commit)
@@ -177,9 +228,12 @@ class InstrumentedConnection(_Proxy):
         return self._obj
 
 
-def instrument(conn: Any, sched: SchedulerRef, *, quiet: bool = False) -> InstrumentedConnection:
-    """Wrap a raw DB-API connection so its calls become scheduling points (``quiet``: only watched)."""
-    return InstrumentedConnection(conn, sched, session_id_of(conn), quiet)
+def instrument(conn: Any, sched: SchedulerRef, *, quiet: bool = False, route: Route | None = None) -> Any:
+    """Wrap a raw DB-API connection so its calls become scheduling points (``quiet``: only watched).
+    A connection that is instrumented already (a captured one, a psycopg2 subclass) is returned as is."""
+    if isinstance(conn, InstrumentedConnection) or getattr(conn, "harness_route", None) is not None:
+        return conn
+    return InstrumentedConnection(conn, sched, session_id_of(conn), quiet, route)
 
 
 def instrument_engine(url: Any, sched: SchedulerRef, **engine_kwargs: Any) -> Any:
@@ -193,7 +247,7 @@ def instrument_engine(url: Any, sched: SchedulerRef, **engine_kwargs: Any) -> An
     base = sqlalchemy.create_engine(url)
     cargs, cparams = base.dialect.create_connect_args(base.url)
 
-    def creator() -> InstrumentedConnection:
+    def creator() -> Any:
         return instrument(base.dialect.loaded_dbapi.connect(*cargs, **cparams), sched)
 
     engine_kwargs.setdefault("poolclass", sqlalchemy.pool.NullPool)

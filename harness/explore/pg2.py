@@ -14,46 +14,68 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from .instrument import SchedulerRef, _label, _params
+from .instrument import Route, SchedulerRef, _label, scheduled
 
 
-def psycopg2_connection_factory(sched: SchedulerRef) -> type:
-    """A ``psycopg2.extensions.connection`` subclass whose execute/commit/rollback are scheduling points."""
+def psycopg2_connection_factory(sched: SchedulerRef, *, base: type | None = None, route: Route | None = None) -> type:
+    """A ``psycopg2.extensions.connection`` subclass (of ``base``, an app's own factory, if given) whose
+    execute/commit/rollback are scheduling points; ``route``: a captured connection's (see .capture)."""
     import importlib
 
     ext: Any = importlib.import_module("psycopg2.extensions")  # an optional dependency, without type stubs
+    parent: Any = base or ext.connection
 
     def call(conn: Any, label: str, fn: Callable[[], Any], params: Any = None) -> Any:
         scheduler = sched()
         if scheduler is None or scheduler.current() is None:
-            return fn()
-        sid = int(conn.get_backend_pid())  # libpq's PQbackendPID: no round trip
-        scheduler.register_session(sid)
-        commits = label == "COMMIT" or bool(conn.autocommit)
-        return scheduler.db_call(label, sid, fn, conn=conn, commits=commits, params=_params(params))
+            return fn()  # not even the pid: outside actors nothing is asked of the connection
+        # libpq's PQbackendPID: no round trip
+        return scheduled(sched, conn, int(conn.get_backend_pid()), label, fn, params=params, route=conn.harness_route)
 
-    class Cursor(ext.cursor):  # type: ignore[misc]  # psycopg2 has no type stubs here
+    class CursorMixin:
+        """In front of psycopg2's cursor class (or an app's own: RealDictCursor...): the calls as points."""
+
+        connection: Any
+
         def execute(self, query: Any, vars: Any = None) -> Any:
-            return call(self.connection, _label(query), lambda: ext.cursor.execute(self, query, vars),
+            return call(self.connection, _label(query), lambda: super(CursorMixin, self).execute(query, vars),  # type: ignore[misc]
                         (vars,) if vars is not None else None)
 
         def executemany(self, query: Any, vars_list: Any) -> Any:
-            return call(self.connection, _label(query), lambda: ext.cursor.executemany(self, query, vars_list))
+            return call(self.connection, _label(query),
+                        lambda: super(CursorMixin, self).executemany(query, vars_list))  # type: ignore[misc]
 
         def callproc(self, procname: str, parameters: Any = None) -> Any:
-            return call(self.connection, f"CALL {procname}", lambda: ext.cursor.callproc(self, procname, parameters))
+            return call(self.connection, f"CALL {procname}",
+                        lambda: super(CursorMixin, self).callproc(procname, parameters))  # type: ignore[misc]
 
-    class Connection(ext.connection):  # type: ignore[misc]
+    made: dict[type, type] = {}
+
+    def instrumented(factory: type) -> type:
+        if issubclass(factory, CursorMixin):
+            return factory
+        if factory not in made:
+            made[factory] = type(f"Instrumented{factory.__name__}", (CursorMixin, factory), {})
+        return made[factory]
+
+    class Connection(parent):  # type: ignore[misc]
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
-            self.cursor_factory = Cursor  # every plain cursor() is an instrumented one
+            self.harness_route = route or Route(sched)
+            factory: Any = getattr(self, "cursor_factory")  # noqa: B009  # psycopg2's C attribute
+            self.cursor_factory = instrumented(factory or ext.cursor)  # every cursor() is one
+
+        def cursor(self, *args: Any, **kwargs: Any) -> Any:
+            if kwargs.get("cursor_factory") is not None:  # an app's own cursor class, per call
+                kwargs["cursor_factory"] = instrumented(kwargs["cursor_factory"])
+            return parent.cursor(self, *args, **kwargs)
 
         def commit(self) -> None:
-            call(self, "COMMIT", lambda: ext.connection.commit(self))
+            call(self, "COMMIT", lambda: parent.commit(self))
 
         def rollback(self) -> None:
-            call(self, "ROLLBACK", lambda: ext.connection.rollback(self))
+            call(self, "ROLLBACK", lambda: parent.rollback(self))
 
-    Connection.__name__ = Cursor.__name__ = "Instrumented"
-    Connection.__qualname__, Cursor.__qualname__ = "InstrumentedConnection", "InstrumentedCursor"
+    Connection.__name__, Connection.__qualname__ = "Instrumented", "InstrumentedConnection"
     return Connection
+

@@ -29,6 +29,8 @@ from ..errors import AsyncActorError, HarnessError
 from ..provision import Database
 from ..trace import Event, StepResult, Trace
 from .actors import ActorResult, Chooser, ScheduleRun, SchedulerOptions
+from .apps import AppsMixin
+from .capture import DriverCapture
 from .faults import FaultsMixin
 from .history import Op, classify, durability_violations
 from .instrument import InstrumentedConnection
@@ -63,7 +65,7 @@ class ActorContext:
         """A scheduling point of the actor's own, where the explorer may switch to another actor."""
         self.race.point(label)
 
-    def instrument(self, conn: Any) -> InstrumentedConnection:
+    def instrument(self, conn: Any) -> Any:
         """Put a connection the actor's code opened itself under the scheduler (:meth:`Race.instrument`)."""
         return self.race.instrument(conn)
 
@@ -85,17 +87,18 @@ class ActorContext:
                 self.race._scheduler.record_op(op)
 
 
-class Race(FaultsMixin, ResourcesMixin, SearchMixin, MinimizeMixin):
+class Race(FaultsMixin, ResourcesMixin, AppsMixin, SearchMixin, MinimizeMixin):
     """Actors, setup and checks for one database; explore or replay their schedules."""
 
 
     def __init__(self, database: Database, *, name: str = "race", redis: Any = None,
                  hang_timeout: float = 10.0, allowed_errors: Iterable[str | type] = (),
                  replay_hint: Callable[[str], str] | None = None, forced_schedule: str | None = None,
-                 save_dir: str | Path | None = None) -> None:
+                 save_dir: str | Path | None = None, capture: bool = True) -> None:
         """``redis``: a ConnInfo (or a callable giving one) for redis locks; ``replay_hint(schedule)``
         says how to replay a failure (the pytest fixture gives the pytest command); ``forced_schedule``
-        makes the assert_* helpers replay that schedule instead of exploring."""
+        makes the assert_* helpers replay that schedule instead of exploring; ``capture``: instrument
+        the connections the app opens itself (:meth:`capture_drivers`), from the first schedule on."""
         self.database, self.name = database, name
         self.replay_hint = replay_hint or (lambda sched: f"race.replay({sched!r})")
         self.forced_schedule = forced_schedule
@@ -137,10 +140,16 @@ class Race(FaultsMixin, ResourcesMixin, SearchMixin, MinimizeMixin):
         self._prepared = False  # the database is set up for the harness's deadlock handling
         self._seen: dict[tuple[int, ...], ScheduleOutcome] = {}  # decisions -> a run of them (diagnosis)
         self._facts: list[str] = []  # runs of the same decisions that differed
+        # the app's own connections, engines and clock (apps.py)
+        self.capture = capture
+        self._capture = DriverCapture(self._sched)
+        self._db_clock: Any = None
+        self._engines: list[Any] = []
 
     def close(self) -> None:
         """Close the race's own control connection (actors' connections close after each schedule)."""
         self._close_opened()
+        self._release_apps()
         self._forget_connections()
         for link in self._links.values():
             link.close()
@@ -296,6 +305,8 @@ class Race(FaultsMixin, ResourcesMixin, SearchMixin, MinimizeMixin):
         if not self.actors:
             raise HarnessError(f"race {self.name!r} has no actors; add some with race.actor(name, fn).")
         start = time.perf_counter()
+        if self.capture:
+            self.capture_drivers()
         if self._observe_sql is not None:
             self._serial_states()  # learn the allowed final states first, on a clean database
         control = self._control()
@@ -314,6 +325,7 @@ class Race(FaultsMixin, ResourcesMixin, SearchMixin, MinimizeMixin):
             finally:
                 self._scheduler = None
                 self._close_opened()
+                self._reset_captured()
                 for link in self._links.values():
                     link.reset()  # healed, up, no delay, no connection left
             control = self._control()  # a new one if a crash fault restarted the server

@@ -62,6 +62,12 @@ class RaceBase:
     def _control(self) -> Any:
         raise NotImplementedError
 
+    def setup(self, sql_or_fn: str | Callable[[Any], None]) -> None:
+        raise NotImplementedError
+
+    def teardown(self, sql_or_fn: str | Callable[[Any], None]) -> None:
+        raise NotImplementedError
+
     def _redis_client(self, *, actor_side: bool = False) -> Any:
         raise NotImplementedError
 

@@ -12,7 +12,7 @@ import warnings
 from typing import Any, Callable
 
 from ..errors import HarnessError
-from .instrument import InstrumentedConnection, instrument, instrument_engine
+from .instrument import InstrumentedConnection, instrument, instrument_engine, session_id_of
 from .racebase import RaceBase
 from .scheduler import Scheduler
 
@@ -50,7 +50,7 @@ class ResourcesMixin(RaceBase):
         else:
             raw = self.dialect.connect(self.database.info, autocommit=autocommit, **kwargs)
             self._opened.append(raw)
-        return instrument(raw, self._sched, quiet=quiet)
+        return InstrumentedConnection(raw, self._sched, session_id_of(raw), quiet)
 
     def _return_lent(self) -> None:
         """Reset lent connections (Capabilities.reuses_sessions) and keep them for the next schedule."""
@@ -75,7 +75,7 @@ class ResourcesMixin(RaceBase):
 
         return psycopg2_connection_factory(self._sched)
 
-    def instrument(self, conn: Any) -> InstrumentedConnection:
+    def instrument(self, conn: Any) -> Any:
         """Put a DB-API connection an actor opened itself (psycopg 3, PyMySQL) under the scheduler."""
         self._opened.append(conn)
         return instrument(conn, self._sched)

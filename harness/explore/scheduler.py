@@ -69,6 +69,8 @@ class Scheduler(Conductor):
         actor = self.current()
         if actor is None or actor.quiet_retry:  # outside an actor (setup, checks), or a quiet retry
             return
+        if self.aborted and label == "ROLLBACK":  # an actor unwinding from an aborted schedule cleans up
+            return
         with self.cond:
             actor.state, actor.label = READY, label
             self._changed()
@@ -147,12 +149,13 @@ class Scheduler(Conductor):
         lost during it, its outcome is unknown and the error is tagged so (see :mod:`.history`).
         ``step``/``sql``: the scenario step and statement the call runs, as the trace names them;
         ``on_error(exc)`` turns an error into the call's result (a scenario step's error is its result)."""
+        actor = self.current()
+        if actor is None or actor.in_call:  # outside actors, or a driver call inside an instrumented one
+            return fn()
         if point:
             self.point(label)
-        actor = self.current()
-        if actor is None:
-            return fn()
         with self.cond:
+            actor.in_call = True
             actor.sid, actor.op_seq, actor.blocked_in_call, actor.victim = sid, actor.op_seq + 1, False, False
             actor.step, actor.sql, actor.fired, actor.params, actor.note = step, sql, None, params, note
         error: BaseException | None = None
@@ -176,6 +179,7 @@ class Scheduler(Conductor):
             raise error from None
         finally:
             with self.cond:
+                actor.in_call = False
                 # only a wait confirmed at a settled point makes the actor pause after its call: one
                 # that began and ended between two decisions is not part of the schedule
                 was_blocked = actor.blocked_in_call

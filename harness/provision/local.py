@@ -262,6 +262,8 @@ def _pg_command(b: Binaries, data: Path, run: Path, port: int, s: Settings) -> l
         "max_prepared_transactions": "10", "max_connections": "300",
         "deadlock_timeout": f"{s.deadlock_timeout_ms}ms", "lc_messages": "C", "log_min_messages": "warning",
         "shared_buffers": "64MB",
+        # initdb copies the machine's zone (Etc/UTC here); apps check for plain UTC (Kinto warns otherwise)
+        "timezone": "UTC", "log_timezone": "UTC",
         # segments in the data dir, not /dev/shm: a SIGKILLed server (crash fault) leaves none behind
         "dynamic_shared_memory_type": "mmap",
     }

@@ -1,0 +1,197 @@
+"""Connections an app opens itself, put under the scheduler at the driver.
+
+An app under test builds its own engine from a URL in its settings, with its own pool and driver.  While a
+race captures drivers, every connection that ``psycopg2.connect``, ``psycopg.connect``
+(``psycopg.Connection.connect``), ``pymysql.connect`` or ``MySQLdb.connect`` opens -- for the app's
+setup, its pool, or an actor -- comes back instrumented: inside an actor its execute/commit/rollback are
+scheduling points, outside one they run straight through.  psycopg2 gets a ``connection_factory``
+subclass (its C code accepts nothing else, :mod:`.pg2`); the others a proxy (:mod:`.instrument`).
+
+What is not a decision (so a pool's state never changes a schedule, and a replay on a warm pool follows
+the decisions of a cold one):
+
+* a connection a SQLAlchemy pool opened is *bookkeeping* until the pool checks it out: the dialect's
+  first-connect queries and ``pre_ping``; and again from the pool's reset on return;
+* a COMMIT or ROLLBACK on a connection with no open transaction (:func:`.instrument.open_transaction`).
+
+The module attributes are patched only while at least one capture is active (a stack: the innermost
+capture owns new connections) and restored when the last one ends.  Connections the harness opens
+itself (callers in ``harness.*``) are never captured.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from .instrument import InstrumentedConnection, Route, SchedulerRef, instrument
+
+#: (module, attribute) of every connect function captured, where the module is installed
+TARGETS: tuple[tuple[str, str], ...] = (
+    ("psycopg2", "connect"), ("psycopg", "connect"), ("psycopg", "Connection.connect"),
+    ("pymysql", "connect"), ("pymysql", "Connect"), ("MySQLdb", "connect"), ("MySQLdb", "Connect"),
+)
+
+
+@dataclass
+class DriverCapture:
+    """One race's capture: its scheduler reference and the connections it instrumented."""
+
+    sched: SchedulerRef
+    connections: list[Any] = field(default_factory=list)
+    active: bool = False
+
+    def start(self) -> None:
+        if not self.active:
+            self.active = True
+            _PATCHES.push(self)
+
+    def stop(self) -> None:
+        if self.active:
+            self.active = False
+            _PATCHES.pop(self)
+
+    def live(self) -> list[Any]:
+        """The captured connections still open (for the reset between schedules)."""
+        self.connections = [c for c in self.connections if not _closed(c)]
+        return list(self.connections)
+
+
+def _closed(conn: Any) -> bool:
+    raw = getattr(conn, "raw", conn)
+    closed = getattr(raw, "closed", None)
+    if closed is not None and not callable(closed):
+        return bool(closed)  # psycopg 3 / psycopg2 (an int there)
+    is_open = getattr(raw, "open", None)  # PyMySQL
+    return is_open is not None and not bool(is_open)
+
+
+def _from_harness(depth: int) -> bool:
+    """Whether the connect call comes from the harness itself (its own sessions are never captured)."""
+    name = str(sys._getframe(depth + 1).f_globals.get("__name__", ""))
+    return name == "harness" or name.startswith("harness.")
+
+
+def _from_pool(depth: int) -> bool:
+    """Whether a SQLAlchemy pool is opening this connection (checked a few frames up, once per connect)."""
+    frame: Any = sys._getframe(depth + 1)
+    for _ in range(10):
+        if frame is None:
+            return False
+        if str(frame.f_globals.get("__name__", "")).startswith("sqlalchemy.pool"):
+            return True
+        frame = frame.f_back
+    return False
+
+
+class _Patches:
+    """The patched connect functions, installed while any capture is active (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self.stack: list[DriverCapture] = []
+        self.saved: list[tuple[Any, str, Any]] = []
+        self.lock = threading.Lock()
+
+    def push(self, capture: DriverCapture) -> None:
+        with self.lock:
+            self.stack.append(capture)
+            if len(self.stack) == 1:
+                self._install()
+
+    def pop(self, capture: DriverCapture) -> None:
+        with self.lock:
+            if capture in self.stack:
+                self.stack.remove(capture)
+            if not self.stack:
+                self._uninstall()
+
+    def owner(self) -> DriverCapture | None:
+        with self.lock:
+            return self.stack[-1] if self.stack else None
+
+    def _install(self) -> None:
+        for module_name, attr in TARGETS:
+            if module_name not in sys.modules and importlib.util.find_spec(module_name) is None:
+                continue
+            module: Any = importlib.import_module(module_name)
+            holder, _, name = attr.rpartition(".")
+            target = getattr(module, holder) if holder else module
+            original = getattr(target, name, None)
+            if original is None:
+                continue
+            self.saved.append((target, name, target.__dict__.get(name, original)))
+            setattr(target, name, self._wrap(module_name, original, classmethod_=bool(holder)))
+        _listen(True)
+
+    def _uninstall(self) -> None:
+        for target, name, original in reversed(self.saved):
+            setattr(target, name, original)
+        self.saved.clear()
+        _listen(False)
+
+    def _wrap(self, driver: str, original: Callable[..., Any], classmethod_: bool) -> Any:
+        def connect_from(depth: int, args: Any, kwargs: Any) -> Any:
+            # depth: frames between this function and the app's call (the wrapper, a classmethod shim)
+            capture = self.owner()
+            if capture is None or _from_harness(depth + 1):
+                return original(*args, **kwargs)
+            route = Route(capture.sched, pooled=_from_pool(depth + 1))
+            if driver == "psycopg2":
+                from .pg2 import psycopg2_connection_factory
+
+                kwargs["connection_factory"] = psycopg2_connection_factory(
+                    capture.sched, base=kwargs.get("connection_factory"), route=route)
+                conn: Any = original(*args, **kwargs)
+            else:
+                conn = instrument(original(*args, **kwargs), capture.sched, route=route)
+            capture.connections.append(conn)
+            return conn
+
+        def connect(*args: Any, **kwargs: Any) -> Any:
+            return connect_from(1, args, kwargs)
+
+        def connect_cls(cls: Any, *args: Any, **kwargs: Any) -> Any:
+            return connect_from(1, args, kwargs)
+
+        return classmethod(connect_cls) if classmethod_ else connect
+
+
+_PATCHES = _Patches()  # the process's connect functions are one shared resource: one owner of patches
+
+
+def _route_of(dbapi_connection: Any) -> Route | None:
+    route = getattr(dbapi_connection, "harness_route", None)
+    return route if isinstance(route, Route) else None
+
+
+def _on_checkout(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+    route = _route_of(dbapi_connection)
+    if route is not None:
+        route.checked_out = True
+
+
+def _on_reset(dbapi_connection: Any, record: Any, state: Any = None) -> None:
+    route = _route_of(dbapi_connection)
+    if route is not None and route.pooled:
+        route.checked_out = False
+
+
+def _listen(on: bool) -> None:
+    """SQLAlchemy pool events mark when a pooled connection is the app's (checked out) or the pool's."""
+    if "sqlalchemy" not in sys.modules and importlib.util.find_spec("sqlalchemy") is None:
+        return
+    from sqlalchemy import event
+    from sqlalchemy.pool import Pool
+
+    for name, fn in (("checkout", _on_checkout), ("reset", _on_reset), ("checkin", _on_reset)):
+        if on and not event.contains(Pool, name, fn):
+            event.listen(Pool, name, fn)
+        elif not on and event.contains(Pool, name, fn):
+            event.remove(Pool, name, fn)
+
+
+__all__ = ["DriverCapture", "InstrumentedConnection", "TARGETS"]
