@@ -7,7 +7,6 @@ psycopg2 against PostgreSQL.  The test knows the app's settings and its public f
 
 from __future__ import annotations
 
-import pytest
 from sqlalchemy.engine import URL
 
 from harness.dialect import execute
