@@ -233,6 +233,11 @@ class Dialect(ABC):
 
     # -- deadlocks ---------------------------------------------------------------------------------
 
+    def error_for(self, conn: Any, exc: BaseException) -> BaseException:
+        """``exc`` (an injected fault's error) as the driver of ``conn`` raises it: an app catches its own
+        driver's classes, and SQLAlchemy wraps only those."""
+        return exc
+
     def reset_kept_session(self, conn: Any) -> None:
         """Between schedules, for a session an app's pool keeps (any driver, idle): release its session
         locks and the harness's clock settings; what the app set itself (search_path, isolation) stays."""

@@ -179,10 +179,15 @@ class PostgresDialect(Dialect):
     def is_connection_error(self, exc: BaseException) -> bool:
         if isinstance(exc, psycopg.InterfaceError):  # used after it broke ("the connection is closed")
             return True
-        code = getattr(exc, "sqlstate", None)
+        code = getattr(exc, "sqlstate", None) or getattr(exc, "pgcode", None)
+        # an app's psycopg2 connection: its own OperationalError / InterfaceError
+        driver2 = type(exc).__module__.startswith("psycopg2")
+        if driver2 and type(exc).__name__ == "InterfaceError":
+            return True
+        operational = isinstance(exc, psycopg.OperationalError) or (driver2 and any(
+            k.__name__ == "OperationalError" for k in type(exc).__mro__))
         # no SQLSTATE: the socket went away; 08: connection exception; 57P0x: terminated/shut down
-        return isinstance(exc, psycopg.OperationalError) and (code is None or code[:2] == "08" or
-                                                               code in ("57P01", "57P02", "57P03"))
+        return operational and (code is None or code[:2] == "08" or code in ("57P01", "57P02", "57P03"))
 
     def isolation_sql(self, level: str) -> str:
         return f"SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL {level.upper()}"
@@ -229,11 +234,26 @@ class PostgresDialect(Dialect):
     def deadlock_error(self, exc: BaseException) -> BaseException:
         message = _DEADLOCK_MESSAGE + " (cycle broken by race-harness: this session's wait closed it)"
         if type(exc).__module__.startswith("psycopg2"):  # an app's psycopg2 connection
-            errors = importlib.import_module("psycopg2.errors")
-            err: BaseException = errors.DeadlockDetected(message)
-            err.__setstate__({"pgerror": f"ERROR:  {message}\n", "pgcode": "40P01", "cursor": None})
-            return err
+            return _psycopg2_error("40P01", message)
         return psycopg.errors.DeadlockDetected(message)
+
+    def error_for(self, conn: Any, exc: BaseException) -> BaseException:
+        if not any(k.__module__.startswith("psycopg2") for k in type(conn).__mro__):
+            return exc
+        code = getattr(exc, "sqlstate", None)
+        if code:
+            return _psycopg2_error(code, str(exc))
+        errors = importlib.import_module("psycopg2")
+        err: BaseException = errors.OperationalError(str(exc))  # a lost connection, as psycopg2 says it
+        return err
+
+
+def _psycopg2_error(code: str, message: str) -> BaseException:
+    """The error psycopg2 raises for this SQLSTATE (an app on psycopg2 catches psycopg2's classes)."""
+    errors = importlib.import_module("psycopg2.errors")
+    err: BaseException = errors.lookup(code)(message)
+    err.__setstate__({"pgerror": f"ERROR:  {message}\n", "pgcode": code, "cursor": None})
+    return err
 
 
 def _lock_kind(locktype: str, holds_row: bool = True) -> str:

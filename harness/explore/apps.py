@@ -65,6 +65,7 @@ class AppsMixin(RaceBase):
             except Exception:
                 pass
         self._engines.clear()
+        self._engine_cache.clear()
         self._capture.stop()
 
     # -- the database-wide clock ------------------------------------------------------------------

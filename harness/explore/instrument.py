@@ -234,21 +234,3 @@ def instrument(conn: Any, sched: SchedulerRef, *, quiet: bool = False, route: Ro
     if isinstance(conn, InstrumentedConnection) or getattr(conn, "harness_route", None) is not None:
         return conn
     return InstrumentedConnection(conn, sched, session_id_of(conn), quiet, route)
-
-
-def instrument_engine(url: Any, sched: SchedulerRef, **engine_kwargs: Any) -> Any:
-    """A SQLAlchemy engine whose DBAPI connections are instrumented (pass the URL of the user's engine).
-
-    SQLAlchemy itself stays untouched: it calls cursor()/execute()/commit()/rollback() on the DBAPI
-    connection, which is where the points are.
-    """
-    import sqlalchemy
-
-    base = sqlalchemy.create_engine(url)
-    cargs, cparams = base.dialect.create_connect_args(base.url)
-
-    def creator() -> Any:
-        return instrument(base.dialect.loaded_dbapi.connect(*cargs, **cparams), sched)
-
-    engine_kwargs.setdefault("poolclass", sqlalchemy.pool.NullPool)
-    return sqlalchemy.create_engine(url, creator=creator, **engine_kwargs)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import inspect
 import itertools
 import time
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -145,6 +146,8 @@ class Race(FaultsMixin, ResourcesMixin, AppsMixin, SearchMixin, MinimizeMixin):
         self._capture = DriverCapture(self._sched)
         self._db_clock: Any = None
         self._engines: list[Any] = []
+        self._engine_cache: dict[str, Any] = {}
+        self._warned_unseen = False
 
     def close(self) -> None:
         """Close the race's own control connection (actors' connections close after each schedule)."""
@@ -330,6 +333,7 @@ class Race(FaultsMixin, ResourcesMixin, AppsMixin, SearchMixin, MinimizeMixin):
                     link.reset()  # healed, up, no delay, no connection left
             control = self._control()  # a new one if a crash fault restarted the server
             violations = self._evaluate(run, control)
+            self._warn_if_unseen(run)
         finally:  # also when Hypothesis stops a test case mid-draw, or a replay diverges
             try:
                 self._run_hooks(self._teardown, self._control())
@@ -342,6 +346,18 @@ class Race(FaultsMixin, ResourcesMixin, AppsMixin, SearchMixin, MinimizeMixin):
             self._reset_redis()
         return ScheduleOutcome(run.schedule, run.labels, run.results, violations, run.trace, run.preemptions,
                                time.perf_counter() - start, run.options)
+
+    def _warn_if_unseen(self, run: ScheduleRun) -> None:
+        """Actors that reached no scheduling point at all explore nothing: say so once, with the likely
+        cause (database calls on connections the race never saw)."""
+        if self._warned_unseen or any(label != "start" for label in run.labels) or run.hung:
+            return
+        self._warned_unseen = True
+        warnings.warn(f"race {self.name!r}: actors {', '.join(self.actors)} reached no scheduling point, so "
+                      "there is nothing to explore; their database calls run on connections the race does not "
+                      "see -- an engine whose pool was filled before the race captured drivers needs "
+                      "race.instrument_engine(engine), or call race.capture_drivers() before the app connects.",
+                      stacklevel=3)
 
     def _run_hooks(self, hooks: list[str | Callable[[Any], None]], conn: Any) -> None:
         for hook in hooks:

@@ -51,6 +51,7 @@ class RaceBase:
     _prepared: bool
     _seen: dict[tuple[int, ...], ScheduleOutcome]
     _facts: list[str]
+    _engine_cache: dict[str, Any]
 
     # defined by one part, used by others
     def run_schedule(self, chooser: Chooser) -> ScheduleOutcome:
@@ -66,6 +67,12 @@ class RaceBase:
         raise NotImplementedError
 
     def teardown(self, sql_or_fn: str | Callable[[Any], None]) -> None:
+        raise NotImplementedError
+
+    def capture_drivers(self) -> None:
+        raise NotImplementedError
+
+    def instrument_engine(self, engine: Any) -> Any:
         raise NotImplementedError
 
     def _redis_client(self, *, actor_side: bool = False) -> Any:

@@ -12,7 +12,7 @@ import warnings
 from typing import Any, Callable
 
 from ..errors import HarnessError
-from .instrument import InstrumentedConnection, instrument, instrument_engine, session_id_of
+from .instrument import InstrumentedConnection, instrument, session_id_of
 from .racebase import RaceBase
 from .scheduler import Scheduler
 
@@ -81,16 +81,20 @@ class ResourcesMixin(RaceBase):
         return instrument(conn, self._sched)
 
     def engine(self, **kwargs: Any) -> Any:
-        """An instrumented SQLAlchemy engine for this database (psycopg 3 / PyMySQL)."""
-        info = self.database.info
-        scheme = self.dialect.capabilities.sqlalchemy_driver
-        from sqlalchemy.engine import URL
+        """A SQLAlchemy engine for this database (psycopg 3 / PyMySQL), made once and pooled across
+        schedules like an app's own: its connections are captured ones (see :mod:`.capture`), so its
+        statements are scheduling points and its pool's bookkeeping is not."""
+        key = repr(sorted(kwargs.items()))
+        if key not in self._engine_cache:
+            import sqlalchemy
+            from sqlalchemy.engine import URL
 
-        url = URL.create(scheme, username=info.user or None, password=info.password or None, host=info.host,
-                         port=info.port, database=info.dbname)
-        engine = instrument_engine(url, self._sched, **kwargs)
-        self._opened.append(engine)
-        return engine
+            info = self.database.info
+            url = URL.create(self.dialect.capabilities.sqlalchemy_driver, username=info.user or None,
+                             password=info.password or None, host=info.host, port=info.port, database=info.dbname)
+            self.capture_drivers()
+            self._engine_cache[key] = self.instrument_engine(sqlalchemy.create_engine(url, **kwargs))
+        return self._engine_cache[key]
 
     def lock(self, kind: str, key: str, *, ttl_ms: int = 30_000, conn: Any = None, xact: bool = False) -> Any:
         """A lock client whose waits the scheduler sees: ``redis``, ``get_lock`` or ``advisory``."""

@@ -202,6 +202,8 @@ class Scheduler(Conductor):
         connection-lost error raised."""
         def with_faults() -> Any:
             fault = self.take_fault(label, commits) if faults else None
+            if fault is not None and fault[0] in ("error", "lost_ack") and self.dialect is not None:
+                fault = fault[0], self.dialect.error_for(conn, fault[1])
             if fault is not None and fault[0] == "error":
                 raise fault[1]
             if fault is not None and fault[0] == "before":
