@@ -122,6 +122,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     pool = ServerPool(settings)
     exit_code = 0
+    _quiet_app_logs(args.verbose)
     try:
         for scenario in scenarios:
             if scenario.source == "spec":
@@ -277,6 +278,17 @@ def build_parser() -> argparse.ArgumentParser:
 def _printable(message: str) -> str:
     """A user-given value in an error: control characters escaped, passwords masked (one paragraph)."""
     return sanitize(message.rstrip("\n"))
+
+
+def _quiet_app_logs(verbose: bool) -> None:
+    """Apps under exploration log the errors races cause (Kinto logs every IntegrityError with its
+    traceback): without a logging setup of the user's, Python would print each to stderr.  The outcome
+    and trace say what happened; ``-v`` keeps the apps' logs."""
+    import logging
+
+    root = logging.getLogger()
+    if not verbose and not root.handlers:
+        root.addHandler(logging.NullHandler())
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -321,6 +321,19 @@ class DbClock:
         query(conn, f"SET @@session.timestamp = {secs:.6f}, @harness_clock_frozen = {secs:.6f}")
         return instant
 
+    def freeze_database(self, conn: Any, dbname: str, at: datetime | str | float | int) -> datetime:
+        """Freeze the clock of every session of ``dbname``, ones opened later by an app's pool included
+        (the database's default search_path shadows the server's clock).  PostgreSQL only: MariaDB/MySQL
+        keep their clock per session."""
+        if not self.pg:
+            raise ClockError(f"a database-wide clock needs PostgreSQL; {self.dialect_name} keeps its clock per "
+                             "session (SET TIMESTAMP): freeze each session, or use a FakeClock.")
+        from .dialect import dialect_for
+
+        self.install(conn)
+        dialect_for("postgres").shadow_clock_by_default(conn, dbname)
+        return self.freeze(conn, at, all_sessions=True)
+
     def advance(self, conn: Any, ms: float, *, all_sessions: bool = False) -> datetime:
         """Move a frozen clock forward by ``ms`` (negative: back).  PostgreSQL also skews a running
         clock (real time + offset); MySQL cannot, and asks to freeze first."""

@@ -31,7 +31,7 @@ from typing import Any, Callable, Mapping
 from .dialect import ConnInfo, Dialect
 from .engine_faults import _EngineFaults
 from .engine_waits import EngineWaits
-from .errors import HarnessError, ScenarioRunError
+from .errors import HarnessError, ScenarioError, ScenarioRunError
 from .orders import all_interleavings
 from .scenario.model import FAULT_ACTIONS, Blocker, Interleaving, Scenario, SqlText, Step, StepRef
 from .steps import Action, ActionContext, FaultPort, SessionWorker, _Armed, _Pending, run_step, starts_transaction, step_sql
@@ -411,6 +411,9 @@ class Engine(EngineWaits):
 
     def _setup_block(self, trace: Trace, session: str | None, block: SqlText,
                      run: Callable[[str], StepResult], *, fatal: bool, kind: str = "setup") -> None:
+        if block.call is not None:
+            self._hook_block(trace, block, kind, fatal)
+            return
         sql = block.for_backend(self.backend)
         if sql is None:
             return
@@ -423,6 +426,21 @@ class Engine(EngineWaits):
             raise ScenarioRunError(f"{self.scenario.path}:{block.line}: {where}{kind} failed: "
                                    f"{result.error.severity}: {result.error.message}"
                                    + (f" ({result.error.code})" if result.error.code else ""))
+
+    def _hook_block(self, trace: Trace, block: SqlText, kind: str, fatal: bool) -> None:
+        """A scenario's Python setup/teardown (``{call: module:function}``), on the control connection."""
+        from .scenario.hooks import SetupContext, run_hook
+
+        assert block.call is not None and self.control is not None
+        result = StepResult()
+        try:
+            run_hook(self.scenario.path, block.call, block.args, block.line, kind,
+                     SetupContext(self.backend, self.info, self.control))
+        except ScenarioError as exc:
+            if fatal:
+                raise
+            result = StepResult(error=ErrorInfo(None, str(exc)))
+        trace.events.append(Event(self.clock(), kind, None, None, f"call {block.call}", result=result))
 
 
 __all__ = ["ActionContext", "Blocker", "Engine", "EngineOptions", "FaultPort", "ScenarioRunError",

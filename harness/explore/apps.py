@@ -75,7 +75,7 @@ class AppsMixin(RaceBase):
         (``now()``, ``clock_timestamp()``... in queries and triggers), at ``at`` before each schedule.
         PostgreSQL only: MariaDB/MySQL have no global clock to set (use ``skew_clock`` per actor)."""
         clock = self._database_clock()
-        self.setup(lambda conn: (clock.freeze(conn, at, all_sessions=True), None)[1])
+        self.setup(lambda conn: (clock.freeze_database(conn, self.database.name, at), None)[1])
         self.teardown(lambda conn: clock.unfreeze(conn, all_sessions=True))
 
     def advance_clock(self, ms: float) -> Callable[[], None]:
@@ -102,8 +102,8 @@ class AppsMixin(RaceBase):
         return self._db_clock
 
     def _install_database_clock(self, conn: Any) -> None:
-        """The clock schema, shadowing the server's clock in every new session (the database's default
-        search_path) and in the sessions the app keeps."""
+        """The clock schema, shadowing the server's clock in the sessions the app keeps (new ones get
+        it from the database's default search_path, set by ``freeze_database``)."""
         self._db_clock.install(conn)
         self.dialect.shadow_clock_by_default(conn, self.database.name)
         for kept in self._capture.live():

@@ -62,6 +62,13 @@ class ActorContext:
         """A Redis / GET_LOCK / advisory lock whose waits the scheduler sees (:meth:`Race.lock`)."""
         return self.race.lock(kind, key, **kwargs)
 
+    def url(self, driver: str | None = None) -> str:
+        """The race database as a SQLAlchemy URL (default driver psycopg2 / PyMySQL, as apps default to),
+        password included: what an app's settings would name (its connections are captured)."""
+        from ..scenario.hooks import SetupContext
+
+        return SetupContext(self.race.backend, self.race.database.info, None).url(driver)
+
     def point(self, label: str) -> None:
         """A scheduling point of the actor's own, where the explorer may switch to another actor."""
         self.race.point(label)

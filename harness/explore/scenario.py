@@ -13,11 +13,8 @@ whose connection is gone runs its later steps as points that send nothing.
 from __future__ import annotations
 
 import functools
-import importlib
-import sys
 import time
 from dataclasses import replace
-from pathlib import Path
 from typing import Any, Callable
 
 from ..check import check_violations, step_violations
@@ -26,6 +23,7 @@ from ..dialect.base import error_info
 from ..errors import ScenarioError
 from ..provision import Database, Server
 from ..results import Outcome
+from ..scenario.hooks import SetupContext, resolve_call, run_hook
 from ..scenario.model import FAULT_KINDS, ActorSpec, FaultSpec, Scenario, Session
 from ..steps import ActionContext, run_step, starts_transaction, step_sql
 from ..trace import ErrorInfo, StepResult
@@ -34,27 +32,14 @@ from .strategies import StepChooser
 
 
 def _resolve(scenario: Scenario, spec: ActorSpec) -> Callable[..., Any]:
-    module_name, _, function = spec.call.partition(":")
-    root = _project_root(Path(scenario.path))
-    if str(root) not in sys.path:
-        sys.path.insert(0, str(root))
-    try:
-        module = importlib.import_module(module_name)
-    except Exception as exc:
-        raise ScenarioError(f"actor {spec.name!r}: cannot import {module_name!r} ({type(exc).__name__}: {exc}); "
-                            f"the module path is resolved from {root}.", path=scenario.path, line=spec.line) from None
-    fn: Callable[..., Any] | None = getattr(module, function, None)
-    if not callable(fn):
-        raise ScenarioError(f"actor {spec.name!r}: {module_name} has no function {function!r}.",
-                            path=scenario.path, line=spec.line)
-    return fn
+    return resolve_call(scenario.path, spec.call, f"actor {spec.name!r}", spec.line)
 
 
-def _project_root(path: Path) -> Path:
-    for folder in path.resolve().parents:
-        if (folder / "pyproject.toml").is_file():
-            return folder
-    return path.resolve().parent
+def _hook(scenario: Scenario, block: Any, kind: str, backend: str, database: Database) -> Callable[[Any], None]:
+    """A scenario's Python setup/teardown as a race hook (run on the race's control connection)."""
+    def run(conn: Any) -> None:
+        run_hook(scenario.path, block.call, block.args, block.line, kind, SetupContext(backend, database.info, conn))
+    return run
 
 
 def _session_actor(race: Race, scenario: Scenario, session: Session, backend: str, actions: dict[str, Any],
@@ -160,14 +145,13 @@ class _NoWorker:
 def race_for_scenario(scenario: Scenario, backend: str, database: Database,
                       redis: Callable[[], ConnInfo] | None = None) -> Race:
     race = Race(database, name=scenario.name, redis=redis, hang_timeout=scenario.timeouts.step)
-    for block in scenario.setup:
-        sql = block.for_backend(backend)
-        if sql:
-            race.setup(sql)
-    for block in scenario.teardown:
-        sql = block.for_backend(backend)
-        if sql:
-            race.teardown(sql)
+    for kind, blocks, add in (("setup", scenario.setup, race.setup), ("teardown", scenario.teardown, race.teardown)):
+        for block in blocks:
+            sql = block.for_backend(backend)
+            if block.call is not None:
+                add(_hook(scenario, block, kind, backend, database))
+            elif sql:
+                add(sql)
     for check in scenario.checks:
         sql = check.sql.for_backend(backend)
         if sql is not None and check.kind == "durable":

@@ -52,8 +52,12 @@ class SqlText:
 
     by_backend: Mapping[str, str]
     line: int = 0
+    call: str | None = None  # setup/teardown only: Python to run instead (``module:function``, hooks.py)
+    args: Mapping[str, Any] = field(default_factory=dict)
 
     def for_backend(self, backend: str) -> str | None:
+        if self.call is not None:
+            return None
         return self.by_backend.get(backend, self.by_backend.get(ANY_BACKEND))
 
     @classmethod

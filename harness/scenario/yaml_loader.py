@@ -426,8 +426,8 @@ def load_yaml(text: str, path: str) -> Scenario:
         name = r.text(items["name"][1], "name").strip()
     return Scenario(
         name=name, path=path, sessions=sessions,
-        setup=r.sql_blocks(items["setup"][1], "setup") if "setup" in items else (),
-        teardown=r.sql_blocks(items["teardown"][1], "teardown") if "teardown" in items else (),
+        setup=r.sql_blocks(items["setup"][1], "setup", calls=True) if "setup" in items else (),
+        teardown=r.sql_blocks(items["teardown"][1], "teardown", calls=True) if "teardown" in items else (),
         interleavings=interleavings, checks=checks, expect=expect, backends=backends,
         description=r.scalar(items["description"][1], "description").strip() if "description" in items else "",
         max_interleavings=r.count(items["max_interleavings"][1], "max_interleavings", MAX_INTERLEAVINGS)

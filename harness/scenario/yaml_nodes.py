@@ -139,11 +139,33 @@ class NodeReader:
         except UnicodeDecodeError:
             raise self.fail(node, f"{what}: SQL file {str(target)!r} is not UTF-8 text.") from None
 
-    def sql_blocks(self, node: yaml.Node, what: str) -> tuple[SqlText, ...]:
-        """One SQL text, a per-backend mapping, or a list of either (run as separate blocks)."""
-        if isinstance(node, yaml.SequenceNode):
-            return tuple(self.sql(item, f"{what} item") for item in node.value)
-        return (self.sql(node, what),)
+    def sql_blocks(self, node: yaml.Node, what: str, calls: bool = False) -> tuple[SqlText, ...]:
+        """One SQL text, a per-backend mapping, or a list of either (run as separate blocks); with
+        ``calls``, an item may also be Python: ``{call: "module:function", args: {...}}``."""
+        items = node.value if isinstance(node, yaml.SequenceNode) else [node]
+        what_item = f"{what} item" if isinstance(node, yaml.SequenceNode) else what
+        return tuple(self.hook(item, what_item, calls) if self._is_call(item) else self.sql(item, what_item)
+                     for item in items)
+
+    @staticmethod
+    def _is_call(node: yaml.Node) -> bool:
+        return isinstance(node, yaml.MappingNode) and any(str(k.value) == "call" for k, _ in node.value)
+
+    def hook(self, node: yaml.Node, what: str, allowed: bool) -> SqlText:
+        """``{call: "module:function", args: {...}}``: Python setup/teardown (harness/scenario/hooks.py)."""
+        if not allowed:
+            raise self.fail(node, f"{what}: a session's setup runs SQL on that session; put Python "
+                                  "({call: ...}) in the scenario's own setup/teardown.")
+        entries = {key: value for key, _, value in self.mapping(node, what, ("call", "args"))}
+        call = self.text(entries["call"], f"{what} call").strip()
+        module, _, function = call.partition(":")
+        if not module or not function.isidentifier():
+            raise self.fail(entries["call"], f"{what}: call {call!r} must name module:function, e.g. "
+                                             "\"myapp.db:create_schema\".")
+        args = self.value(entries["args"]) if "args" in entries else {}
+        if not isinstance(args, dict):
+            raise self.fail(entries["args"], f"{what}: args must be a mapping of keyword arguments.")
+        return SqlText({}, node.start_mark.line + 1, call=call, args=args)
 
     def per_backend(self, node: yaml.Node, what: str, parse: Callable[[yaml.Node, str], Any],
                     inner_keys: tuple[str, ...] = ()) -> dict[str, Any]:
