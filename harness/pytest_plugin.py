@@ -130,6 +130,9 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
     report = yield
     outcome = getattr(item, "outcome", None)
+    race = getattr(item, "funcargs", {}).get("race")
+    if call.when == "call" and outcome is None and race is not None and hasattr(race, "report_outcome"):
+        outcome = race.report_outcome(test=item.nodeid, path=str(item.path), passed=report.get_result().passed)
     if call.when == "call" and outcome is not None and hasattr(outcome, "to_json"):
         # travels to the xdist controller with the report, so one process writes one report
         report.get_result().user_properties.append(("harness_outcome", json.dumps(outcome.to_json())))

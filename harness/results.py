@@ -36,10 +36,13 @@ class Outcome:
     exhausted: bool = False  # explorations: every distinct schedule was tried
     stop_reason: str | None = None  # explorations: why the search stopped (failure found, budget, exhausted)
     replayed: bool = False  # explorations: the schedule was given by the user, not found and minimized
+    replay_command: list[str] | None = None  # race tests: the pytest command that replays the schedule
 
     @property
     def replay_argv(self) -> list[str]:
         """The command that reproduces exactly this outcome, as an argv (saved schedules keep this)."""
+        if self.replay_command:
+            return list(self.replay_command)
         if self.kind == "exploration":
             if not self.schedule:
                 return ["harness", "explore", self.path, "--backend", self.backend]
@@ -61,6 +64,7 @@ class Outcome:
             "schedules_run": self.schedules_run, "seed": self.seed, "found_after": self.found_after,
             "preemptions": self.preemptions, "exhausted": self.exhausted, "stop_reason": self.stop_reason,
             "replayed": self.replayed, "replay": self.replay,
+            **({"replay_command": list(self.replay_command)} if self.replay_command else {}),
             "trace": self.trace.to_json() if self.trace else None})
         return data
 
@@ -73,7 +77,7 @@ class Outcome:
                    schedules_run=d.get("schedules_run", 1), seed=d.get("seed"),
                    found_after=d.get("found_after"), preemptions=d.get("preemptions"),
                    exhausted=d.get("exhausted", False), stop_reason=d.get("stop_reason"),
-                   replayed=d.get("replayed", False),
+                   replayed=d.get("replayed", False), replay_command=d.get("replay_command"),
                    trace=Trace.from_json(d["trace"]) if d.get("trace") else None)
 
 

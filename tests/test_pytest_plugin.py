@@ -84,3 +84,40 @@ def test_a_replay_that_cannot_be_followed_is_a_usage_error(tmp_path: Path) -> No
     assert done.returncode == 2, done.stdout[-2000:] + done.stderr[-2000:]
     assert "move 4 is 'A', but only B can move there (A has already finished)" in done.stdout + done.stderr
     assert "Traceback" not in done.stdout + done.stderr
+
+
+_FAILING_RACE = textwrap.dedent("""
+    from harness.dialect import execute
+
+    def test_lost_update(race):
+        race.setup("CREATE TABLE c (n int)")
+        race.setup("INSERT INTO c VALUES (0)")
+        race.teardown("DROP TABLE c")
+        def bump(ctx):
+            conn = ctx.connect()
+            cur = conn.cursor()
+            cur.execute("SELECT n FROM c")
+            n = cur.fetchone()[0]
+            cur.execute(f"UPDATE c SET n = {n + 1}")
+            conn.commit()
+        race.actor("A", bump)
+        race.actor("B", bump)
+        race.check_sql("two", "SELECT n FROM c", equals=2)
+        race.assert_no_race(max_schedules=30)
+""")
+
+
+def test_the_report_shows_race_tests_with_their_minimal_schedule(tmp_path: Path) -> None:
+    """``--harness-report`` reports race-fixture tests too: the failing one with its minimal schedule,
+    trace and the pytest command replaying it; the passing one with its schedule count."""
+    (tmp_path / "test_races.py").write_text(_FAILING_RACE + _RACE)
+    done = _run_pytest(tmp_path, "--backend=postgres", "-n", "2", "--harness-report", str(tmp_path / "rep"))
+    assert done.returncode == 1, done.stdout[-2000:] + done.stderr[-2000:]
+    results = json.loads((tmp_path / "rep" / "results.json").read_text())
+    by_test = {o["scenario"].split("::")[-1]: o for o in results["outcomes"]}
+    assert set(by_test) == {"test_lost_update[postgres]", "test_counter[postgres]"}, by_test.keys()
+    lost, counter = by_test["test_lost_update[postgres]"], by_test["test_counter[postgres]"]
+    assert not lost["passed"] and "check two violated: expected 2, got 1" in lost["problems"], lost
+    assert lost["schedule"] and lost["trace"], lost
+    assert lost["replay_command"][:2] == ["pytest", "test_races.py::test_lost_update[postgres]"], lost
+    assert counter["passed"] and counter["schedules_run"] == 5, counter

@@ -155,6 +155,8 @@ class Race(FaultsMixin, ResourcesMixin, AppsMixin, SearchMixin, MinimizeMixin):
         self._engines: list[Any] = []
         self._engine_cache: dict[str, Any] = {}
         self._warned_unseen = False
+        self.last_result: ExploreResult | None = None
+        self.expects_race = False  # assert_finds_race: a found failure is the expected outcome
 
     def close(self) -> None:
         """Close the race's own control connection (actors' connections close after each schedule)."""
@@ -253,6 +255,8 @@ class Race(FaultsMixin, ResourcesMixin, AppsMixin, SearchMixin, MinimizeMixin):
         """Explore; fail with the minimal schedule, its trace and the replay command if any fails."""
         if self.forced_schedule:
             outcome = self.replay(self.forced_schedule)
+            self.last_result = ExploreResult("replay", 1, outcome.duration, None if outcome.passed else outcome,
+                                             budget=1, replayed=True)
             if not outcome.passed:
                 raise AssertionError(self._failure_text(outcome, "the replayed schedule fails", replayed=True))
             return ExploreResult("replay", 1, outcome.duration, budget=1, replayed=True)
@@ -264,17 +268,39 @@ class Race(FaultsMixin, ResourcesMixin, AppsMixin, SearchMixin, MinimizeMixin):
 
     def assert_finds_race(self, max_schedules: int | None = None, **explore_kwargs: Any) -> ExploreResult:
         """Explore expecting a failure (for demonstrations of a known bug); returns the minimal one."""
+        self.expects_race = True
         if self.forced_schedule:
             outcome = self.replay(self.forced_schedule)
             if outcome.passed:
                 raise AssertionError(f"the replayed schedule {self.forced_schedule!r} passes")
-            return ExploreResult("replay", 1, outcome.duration, outcome, 1, budget=1,
-                                 stop_reason=StopReason.FAILURE, replayed=True)
+            self.last_result = ExploreResult("replay", 1, outcome.duration, outcome, 1, budget=1,
+                                             stop_reason=StopReason.FAILURE, replayed=True)
+            return self.last_result
         result = self.explore(max_schedules=max_schedules, **explore_kwargs)
         if result.failure is None:
             raise AssertionError(f"expected a race, but {result.schedules_run} schedules of race "
                                  f"{self.name!r} ({result.strategy}) all passed")
         return result
+
+    def report_outcome(self, *, test: str, path: str, passed: bool) -> Any:
+        """The race test's last exploration as a report :class:`harness.results.Outcome` (None if it did
+        not explore): its minimal failing schedule and trace, and the pytest command replaying it."""
+        import shlex
+
+        from ..results import Outcome
+
+        result = self.last_result
+        if result is None:
+            return None
+        failure = result.failure
+        argv = shlex.split(self.replay_hint(failure.schedule_text)) if failure is not None else None
+        return Outcome(test, path, self.backend, "exploration", failure.schedule if failure else [], passed,
+                       "violates" if self.expects_race else "holds", failure.violated if failure else [],
+                       [] if passed else (failure.violations if failure else ["no race found"]), result.elapsed,
+                       failure.trace if failure else None, kind="exploration", schedules_run=result.schedules_run,
+                       seed=result.seed, found_after=result.first_failure_after,
+                       preemptions=failure.preemptions if failure else None, exhausted=result.exhausted,
+                       stop_reason=result.stop_reason.value, replayed=result.replayed, replay_command=argv)
 
     def _failure_text(self, outcome: ScheduleOutcome, headline: str, replayed: bool = False) -> str:
         saved = self.save_schedule(outcome)

@@ -14,7 +14,7 @@ from ..dialect import Dialect
 from ..provision import Database
 from ..trace import Trace
 from .actors import ActorResult, Chooser, SchedulerOptions
-from .outcome import ScheduleOutcome
+from .outcome import ExploreResult, ScheduleOutcome
 from .scheduler import Scheduler
 
 
@@ -52,6 +52,7 @@ class RaceBase:
     _seen: dict[tuple[int, ...], ScheduleOutcome]
     _facts: list[str]
     _engine_cache: dict[str, Any]
+    last_result: ExploreResult | None  # the last exploration's (for reports of race tests)
 
     # defined by one part, used by others
     def run_schedule(self, chooser: Chooser) -> ScheduleOutcome:

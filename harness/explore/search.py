@@ -123,8 +123,10 @@ class SearchMixin(RaceBase):
         reason = StopReason.FAILURE if failure is not None else (
             StopReason.EXHAUSTED if exhausted else StopReason.BUDGET)
         assert tally.count == before <= budget
-        return ExploreResult(strategy, tally.count, time.perf_counter() - start, failure, tally.first, seed,
-                             verified, reason, budget, tally.shrink_runs, tally.aborted)
+        result = ExploreResult(strategy, tally.count, time.perf_counter() - start, failure, tally.first, seed,
+                               verified, reason, budget, tally.shrink_runs, tally.aborted)
+        self.last_result = result
+        return result
 
     def _remember(self, decisions: tuple[int, ...], outcome: ScheduleOutcome) -> None:
         """Keep who could move at each move for these decisions; a second run of the same decisions
