@@ -210,7 +210,7 @@ class _Builder:
         if m is None or e.session is None:
             return
         acquire, ok = d.get("op") == "acquire", bool(d.get("ok"))
-        m.kind, m.lock_key, m.status = ("lock" if acquire else "unlock"), name, "ok"
+        m.kind, m.lock_key, m.status, m.sql = ("lock" if acquire else "unlock"), name, "ok", None
         m.label = ("lock " if acquire else "unlock ") + name + ("" if ok else
                                                                          " (failed)" if acquire else " (not held)")
         m.notes.append(f"{d.get('lock', 'lock')} {d.get('key')}")
@@ -227,7 +227,7 @@ class _Builder:
         for w in e.waits:
             if m.kind == "point":  # a lock client's point that found the lock taken (Redis, GET_LOCK...)
                 key = self.names.get(w.detail, w.detail) if w.detail else w.lock
-                m.kind, m.lock_key, m.label = "lock-wait", key, "lock wait " + key
+                m.kind, m.lock_key, m.label, m.sql = "lock-wait", key, "lock wait " + key, None
             if w.holder and w.holder in self.story.sessions:
                 self.waited.append((m, w))
         if not e.waits and e.detail.get("held_by_step"):
