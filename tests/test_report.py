@@ -10,7 +10,6 @@ import io
 import json
 import os
 import re
-import shutil
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -31,7 +30,7 @@ HERE = Path(__file__).parent
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--no-first-run"]
-#: set to a path (e.g. docs/report-screenshot.png) to keep the failing-schedule screenshot
+#: set to a path (docs/report-screenshot.png) to keep the bk-ci story's screenshot (test_report_story.py)
 SCREENSHOT_ENV = "HARNESS_REPORT_SCREENSHOT"
 
 
@@ -141,8 +140,6 @@ def test_failing_schedule_in_a_real_browser(results: RunResults, browser: Any, t
     shot = tmp_path / "failing.png"
     view.screenshot(path=str(shot))
     assert shot.stat().st_size > 10_000
-    if os.environ.get(SCREENSHOT_ENV):
-        shutil.copyfile(shot, os.environ[SCREENSHOT_ENV])
     page.context.close()
     assert sorted(set(requests)) == [page_path.as_uri()], f"the page made network requests: {requests}"
 
