@@ -44,7 +44,7 @@ def _phrase(m: Move, story: Story) -> str:
     if m.kind == "rollback":
         return "rolled back"
     if m.kind == "resume":
-        return "went on after the wait"
+        return f"retried lock {m.lock_key}" if m.lock_key else "went on after the wait"
     if m.kind == "fault":
         return f"fault {m.label.lstrip('⚡ ')}"
     if m.kind == "hang":
@@ -71,7 +71,7 @@ def _phrase(m: Move, story: Story) -> str:
 
 def _extra(m: Move) -> str:
     parts = []
-    if m.status == "blocked" or (m.waits and m.kind != "lock-wait"):
+    if m.kind != "lock-wait" and (m.status == "blocked" or m.waits):
         who = ", ".join(sorted({f"{w.holder or 'a session outside the run'} ({w.lock})" for w in m.waits}))
         parts.append(f"waited for {who}" if who else "waited")
     if m.error:

@@ -228,7 +228,7 @@ class _Builder:
             if m.kind == "point":  # a lock client's point that found the lock taken (Redis, GET_LOCK...)
                 key = self.names.get(w.detail, w.detail) if w.detail else w.lock
                 m.kind, m.lock_key, m.label, m.sql = "lock-wait", key, "lock wait " + key, None
-            if w.holder and w.holder in self.story.sessions:
+            elif w.holder and w.holder in self.story.sessions:  # a lock wait's holder has its lock span
                 self.waited.append((m, w))
         if not e.waits and e.detail.get("held_by_step"):
             m.notes.append(f"held by step {e.detail['held_by_step']} (annotation)")
@@ -257,6 +257,13 @@ class _Builder:
                     if k[0] == e.session and prev.status == "open":
                         prev.status = "point" if prev.kind in ("start", "point") else "ok"
                         del self.open[k]
+                prev_move = self.last.get(e.session) if e.session else None
+                if prev_move is not None and prev_move.kind == "lock-wait" and prev_move.status == "blocked":
+                    # the actor's next move after a lock wait is its retry: the wait ends here
+                    prev_move.status = "ok"
+                    self.open[key] = self.add(e, "resume", f"retry lock {prev_move.lock_key}",
+                                              resumes=prev_move.n, lock_key=prev_move.lock_key)
+                    continue
                 kind, label = _launch_label(e)
                 self.open[key] = self.add(e, kind, label, sql=e.sql)
                 self.transaction_edges(self.open[key])

@@ -84,3 +84,24 @@ def test_forty_moves_fit_half_of_1400_px() -> None:
     tl = build_timeline(build_story(Trace("s", "postgres", [], events=events, sessions=["A", "B"])), "o1", FULL)
     assert len(tl.boxes) == 40 and tl.width <= 1400 / 2 - 24
     assert all(b.label == "UPDATE t" for b in tl.boxes)
+
+
+def test_a_lock_wait_ends_at_the_retry() -> None:
+    lock = {"lock": "redis lock", "key": "ns:k1", "name": "k1"}
+    trace = Trace("s", "mysql", [], sessions=["A", "B"], events=[
+        Event(0.0, "launch", "A", "A1", "redis:acquire:ns:k1"),
+        Event(0.1, "lock", "A", "A1", detail={"op": "acquire", "ok": True, **lock}),
+        Event(0.2, "launch", "B", "B1", "redis:acquire:ns:k1"),
+        Event(0.3, "blocked", "B", "B1", "retry redis lock ns:k1", waits=[WaitEdge("B", "A", "redis lock", "ns:k1")]),
+        Event(0.4, "launch", "A", "A2", "redis:release:ns:k1"),
+        Event(0.5, "lock", "A", "A2", detail={"op": "release", "ok": True, **lock}),
+        Event(0.6, "launch", "B", "B2", "retry redis lock ns:k1"),
+        Event(0.7, "launch", "B", "B3", "redis:acquire:ns:k1"),
+        Event(0.8, "lock", "B", "B3", detail={"op": "acquire", "ok": True, **lock}),
+    ])
+    story = build_story(trace)
+    assert [m.label for m in story.moves] == ["lock k1", "lock wait k1", "unlock k1", "retry lock k1", "lock k1"]
+    assert story.moves[3].resumes == 2 and all(s.kind == "lock" for s in story.spans)
+    assert narrative(story)[1] == "Move 2, B: waited for lock k1 held by A (2)."
+    tl = build_timeline(story, "o1")
+    assert [a.cls for a in tl.arrows] == ["wait"] and len(tl.bars) == 1
