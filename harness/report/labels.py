@@ -58,6 +58,9 @@ def sql_label(sql: str | None) -> str:
         return v
     t = table(sql)
     if t is None:
+        call = re.match(r"\s*\w+\s+([A-Za-z_][\w.]*)\s*\(", sql or "")
+        if call is not None:  # SELECT pg_advisory_lock(...): the function names it
+            return f"{v} {call.group(1)}(…)"
         words = (sql or "").split()
         return " ".join(words[:2]) if len(words) > 1 and words[1][:1].isalpha() else v
     upper = " ".join((sql or "").upper().split())

@@ -54,8 +54,10 @@ def _phrase(m: Move, story: Story) -> str:
         value = single_value(m.rows)
         if v == "SELECT" and "count" in m.label.split() and value is not None:
             text = f"counted {value} row{'s' if value != '1' else ''}" + (f" in {t}" if t else "")
+        elif v == "SELECT" and t is None:
+            text = f"ran {m.label}"
         elif v == "SELECT":
-            text = f"read {t or 'rows'}" + (f" ({len(m.rows)} row{'s' if len(m.rows) != 1 else ''})" if m.rows else "")
+            text = f"read {t}" + (f" ({len(m.rows)} row{'s' if len(m.rows) != 1 else ''})" if m.rows else "")
         elif v == "INSERT":
             text = f"inserted into {t}"
         elif v == "UPDATE":

@@ -105,6 +105,8 @@ def _launch_label(e: Event) -> tuple[str, str]:
     if action:
         return "action", str(action)
     sql = (e.sql or "").strip()
+    if sql.startswith("resume after "):  # the scheduler's point for going on after a wait
+        return "point", "go on"
     if sql in ("start", ""):
         return ("start", "start") if sql == "start" else ("point", e.step or "?")
     v = verb(sql)
@@ -122,6 +124,7 @@ class _Builder:
         self.open: dict[tuple[str | None, str | None], Move] = {}  # launched, not yet complete
         self.last: dict[str, Move] = {}
         self.tx: dict[str, int] = {}  # session -> start move of its open transaction
+        self.tx_end: dict[str, int] = {}  # session -> where its last transaction ended
         self.locks: dict[tuple[str, str], int] = {}  # (session, key) -> start move
         self.waited: list[tuple[Move, WaitEdge]] = []
         # a lock's own key -> the key as the code named it (``lock`` records carry both)
@@ -138,6 +141,7 @@ class _Builder:
         return m
 
     def close_tx(self, session: str, end: int, how: str) -> None:
+        self.tx_end[session] = end
         start = self.tx.pop(session, None)
         if start is not None:
             self.story.spans.append(Span(session, "tx", "transaction", start, end, how))
@@ -154,6 +158,11 @@ class _Builder:
             self.close_tx(m.session, m.n - 1, "open")
             self.tx[m.session] = m.n
         elif m.kind in ("commit", "rollback") and m.status != "error":
+            if m.session not in self.tx:  # no BEGIN: the transaction began with its first statement
+                first = next((x.n for x in self.story.moves if x.session == m.session and x.kind == "sql"
+                              and x.n > self.tx_end.get(m.session, 0)), None)
+                if first is not None:
+                    self.tx[m.session] = first
             self.close_tx(m.session, m.n, m.kind)
 
     def complete(self, e: Event) -> None:

@@ -21,7 +21,7 @@ from harness.trace import ErrorInfo, Event, ResultSet, StepResult, Trace, WaitEd
     ("start transaction isolation level serializable", "BEGIN"),
     ("COMMIT", "COMMIT"), ("rollback", "ROLLBACK"),
     ("SET lock_timeout = 100", "SET lock_timeout"),
-    ("SELECT pg_advisory_lock(1)", "SELECT pg_advisory_lock(1)"),
+    ("SELECT pg_advisory_lock(1)", "SELECT pg_advisory_lock(…)"),
 ])
 def test_statement_labels_are_verb_and_table(sql: str, label: str) -> None:
     assert sql_label(sql) == label
@@ -105,3 +105,13 @@ def test_a_lock_wait_ends_at_the_retry() -> None:
     assert narrative(story)[1] == "Move 2, B: waited for lock k1 held by A (2)."
     tl = build_timeline(story, "o1")
     assert [a.cls for a in tl.arrows] == ["wait"] and len(tl.bars) == 1
+
+
+def test_a_transaction_without_begin_starts_at_its_first_statement() -> None:
+    events = []
+    for i, sql in enumerate(["start", "INSERT INTO t VALUES (1)", "COMMIT", "UPDATE t SET n = 2", "ROLLBACK"]):
+        events.append(Event(i, "launch", "A", f"A{i}", sql))
+        if sql != "start":
+            events.append(Event(i + 0.5, "complete", "A", f"A{i}", sql, _ok()))
+    story = build_story(Trace("s", "postgres", [], events=events, sessions=["A"]))
+    assert [(s.start, s.end, s.how) for s in story.spans] == [(2, 3, "commit"), (4, 5, "rollback")]
