@@ -37,6 +37,8 @@ class Outcome:
     stop_reason: str | None = None  # explorations: why the search stopped (failure found, budget, exhausted)
     replayed: bool = False  # explorations: the schedule was given by the user, not found and minimized
     replay_command: list[str] | None = None  # race tests: the pytest command that replays the schedule
+    nearest_passing: list[str] = field(default_factory=list)  # explorations: the failure minus one preemption
+    nearest_trace: Trace | None = None  # ... as run (it passed)
 
     @property
     def replay_argv(self) -> list[str]:
@@ -65,7 +67,10 @@ class Outcome:
             "preemptions": self.preemptions, "exhausted": self.exhausted, "stop_reason": self.stop_reason,
             "replayed": self.replayed, "replay": self.replay,
             **({"replay_command": list(self.replay_command)} if self.replay_command else {}),
-            "trace": self.trace.to_json() if self.trace else None})
+            "trace": self.trace.to_json() if self.trace else None,
+            "story": _story(self.trace), "nearest_passing": {
+                "schedule": list(self.nearest_passing), "trace": self.nearest_trace.to_json(),
+                "story": _story(self.nearest_trace)} if self.nearest_trace else None})
         return data
 
     @classmethod
@@ -78,7 +83,19 @@ class Outcome:
                    found_after=d.get("found_after"), preemptions=d.get("preemptions"),
                    exhausted=d.get("exhausted", False), stop_reason=d.get("stop_reason"),
                    replayed=d.get("replayed", False), replay_command=d.get("replay_command"),
-                   trace=Trace.from_json(d["trace"]) if d.get("trace") else None)
+                   trace=Trace.from_json(d["trace"]) if d.get("trace") else None,
+                   nearest_passing=list((d.get("nearest_passing") or {}).get("schedule", [])),
+                   nearest_trace=Trace.from_json(d["nearest_passing"]["trace"]) if d.get("nearest_passing") else None)
+
+
+def _story(trace: Trace | None) -> dict[str, Any] | None:
+    """The trace told (labelled moves, spans, checks, narrative): derived, written for readers of the
+    JSON, ignored when read back (it is rebuilt from the trace)."""
+    if trace is None:
+        return None
+    from .report.story import build_story  # the report package reads results: imported when used
+
+    return build_story(trace).to_json()
 
 
 @dataclass

@@ -45,10 +45,10 @@ class ScheduleOutcome:
 
     def describe(self) -> str:
         """The schedule and a step-by-step account, for failure messages."""
-        from ..report.text import trace_lines
+        from ..report.text import story_lines, trace_lines
 
         lines = [f"schedule: {self.schedule_text}"] + [f"  - {v}" for v in self.violations]
-        return "\n".join(lines + trace_lines(self.trace))
+        return "\n".join(lines + story_lines(self.trace) + trace_lines(self.trace))
 
 
 class StopReason(str, Enum):

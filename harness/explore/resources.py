@@ -100,7 +100,7 @@ class ResourcesMixin(RaceBase):
         """A lock client whose waits the scheduler sees: ``redis``, ``get_lock`` or ``advisory``."""
         from .. import locks
 
-        observer = _SchedulerObserver(self)
+        observer = _SchedulerObserver(self, name=key)
         actor = self._scheduler.current() if self._scheduler else None
         owner = actor.name if actor else "harness"
         if kind == "redis":
@@ -227,8 +227,9 @@ class _SchedulerObserver:
     """harness.locks.LockObserver backed by the race's scheduler: lock waits are scheduling facts.
     ``points=False`` for a lock taken inside a call that was already a decision (a YAML lock step)."""
 
-    def __init__(self, race: RaceBase, points: bool = True) -> None:
+    def __init__(self, race: RaceBase, points: bool = True, name: str | None = None) -> None:
         self.race, self.points = race, points
+        self.name = name  # the key as the code under test named it (the lock's own key is namespaced)
 
     def _sched(self) -> Scheduler | None:
         return self.race._scheduler
@@ -258,4 +259,4 @@ class _SchedulerObserver:
     def done(self, op: str, lock: str, key: str, ok: bool) -> None:
         s = self._sched()
         if s is not None:
-            s.lock_done(op, lock, key, ok)
+            s.lock_done(op, lock, key, ok, name=self.name)

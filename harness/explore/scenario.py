@@ -27,6 +27,7 @@ from ..scenario.hooks import SetupContext, resolve_call, run_hook
 from ..scenario.model import FAULT_KINDS, ActorSpec, FaultSpec, Scenario, Session
 from ..steps import ActionContext, run_step, starts_transaction, step_sql
 from ..trace import ErrorInfo, StepResult
+from .nearest import nearest_passing
 from .race import Race, ScheduleOutcome
 from .strategies import StepChooser
 
@@ -229,6 +230,11 @@ def _explore(scenario: Scenario, backend: str, server: Server, redis: Callable[[
             outcome.found_after = found_after
             outcome.preemptions = found.preemptions if found else None
             outcome.exhausted, outcome.stop_reason, outcome.replayed = exhausted, stop, schedule is not None
+            moves = found.schedule if found is not None else []
+            if found is not None and all(m in race.actors or m in race.faults for m in moves):  # not a listed order
+                near = nearest_passing(race, found)
+                if near is not None:
+                    outcome.nearest_passing, outcome.nearest_trace = list(near.schedule), near.trace
     finally:
         database.drop()
     return outcome

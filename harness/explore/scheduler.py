@@ -261,15 +261,16 @@ class Scheduler(Conductor):
             with self.cond:
                 actor.note = {**(actor.note or {}), **detail}
 
-    def lock_done(self, op: str, lock: str, key: str, ok: bool) -> None:
+    def lock_done(self, op: str, lock: str, key: str, ok: bool, name: str | None = None) -> None:
         """The current actor acquired or released a lock (``ok``: it got / released it): a ``lock`` event,
-        so a trace shows who held which lock from when to when."""
+        so a trace shows who held which lock from when to when (``name``: the key as the code named it)."""
         actor = self.current()
         if actor is None:
             return
         with self.cond:
             self._emit(Event(self._clock(), "lock", actor.name, f"{actor.name}{actor.segments}",
-                             f"{op} {lock} {key}", detail={"op": op, "lock": lock, "key": key, "ok": ok}))
+                             f"{op} {lock} {key}", detail={"op": op, "lock": lock, "key": key, "ok": ok,
+                                                           **({"name": name} if name else {})}))
 
     def fault(self, kind: str, detail: dict[str, Any]) -> None:
         actor = self.current()

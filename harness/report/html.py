@@ -3,19 +3,19 @@
 Why self-contained: reports are CI artifacts opened from disk, often offline, so the page loads
 nothing (a Content-Security-Policy forbids it).  Why deterministic: the same JSON must give the
 same bytes, so a report can be diffed and cached; nothing here reads the clock, and every list is
-put in a stable order.  The essentials (summary, failures, timelines, step tables) need no JS; the
-small inline script only adds the filter box and copy buttons.
+put in a stable order.  The essentials (summary, failures, stories, timelines, move details) need no
+JS (a move's details open by a link to its ``:target``); the small inline script only adds the filter
+box and copy buttons.
 
-Layout of a timeline: one lane per session (``Trace.sessions``), one box per step in launch order
-(x is the order of events, not time: quick steps would vanish on a time axis; the launch time is
-printed above each column).  A step the server reported as blocked gets a wait bar up to the column
-where it completed and an arrow from the waiter's lane to the holder's lane.
+Each outcome that shows a violation (a failure, or an exploration that found the expected bug) is told
+as a story (:mod:`.story`): a plain headline, a generated narrative (:mod:`.narrative`), the timeline
+(:mod:`.timeline`) and, for explorations, the nearest passing schedule beside it.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,10 @@ from markupsafe import Markup
 from ..errors import HarnessError
 from ..redact import mask_url
 from ..results import SCHEMA_VERSION, Outcome, RunResults
-from ..trace import Event, StepResult, Trace, WaitEdge
+from ..trace import Event, StepResult, WaitEdge
+from .narrative import headline, narrative
+from .story import Story, build_story
+from .timeline import COMPACT, FULL, Timeline, build_timeline
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 BACKEND_ORDER = ("postgres", "mysql")
@@ -35,129 +38,12 @@ OPEN_FAILURES = 3
 MAX_ROWS = 20
 
 
-# -- timeline geometry -------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Geometry:
-    """Pixel sizes of a timeline; ``COMPACT`` is the small one used for passing outcomes."""
-
-    label_w: int = 84
-    col_w: int = 108
-    box_w: int = 96
-    lane_h: int = 38
-    box_h: int = 24
-    top: int = 20  # the time axis above the lanes
-    char_w: float = 6.7  # monospace 11px
-    compact: bool = False
-
-
-FULL = Geometry()
-COMPACT = Geometry(label_w=64, col_w=76, box_w=68, lane_h=26, box_h=18, top=16, char_w=6.1, compact=True)
-
-
-@dataclass
-class Lane:
-    name: str
-    y: float
-    h: float
-    kind: str = "session"  # "session" | "checks"
-
-
-@dataclass
-class Box:
-    x: float
-    y: float
-    w: float
-    h: float
-    label: str
-    title: str
-    cls: str  # ok | point | error | blocked | done | cancelled | unfinished | check-ok | check-bad
-    notices: int = 0
-
-
-@dataclass
-class Bar:
-    x: float
-    y: float
-    w: float
-    h: float
-    label: str
-    title: str
-
-
-@dataclass
-class Arrow:
-    """A wait-for edge drawn vertically from the waiter's lane to the holder's lane."""
-
-    x: float
-    y1: float
-    y2: float
-    title: str
-    cls: str  # "wait" | "wait unknown" | "wait hang" | "wait annotation"
-
-    @property
-    def head(self) -> str:
-        d = 1 if self.y2 >= self.y1 else -1
-        return f"{self.x:g},{self.y2:g} {self.x - 4:g},{self.y2 - 7 * d:g} {self.x + 4:g},{self.y2 - 7 * d:g}"
-
-    @property
-    def line_end(self) -> float:
-        return self.y2 - 6 * (1 if self.y2 >= self.y1 else -1)
-
-
-@dataclass
-class Mark:
-    x: float
-    y: float
-    symbol: str
-    title: str
-    cls: str  # fault | cancel
-
-
-@dataclass
-class VLine:
-    x: float
-    y1: float
-    y2: float
-    label: str
-    title: str
-    cls: str  # hang | fault
-
-
-@dataclass
-class Tick:
-    x: float
-    text: str
-
-
-@dataclass
-class Timeline:
-    width: float
-    height: float
-    compact: bool
-    lanes: list[Lane] = field(default_factory=list)
-    boxes: list[Box] = field(default_factory=list)
-    bars: list[Bar] = field(default_factory=list)
-    arrows: list[Arrow] = field(default_factory=list)
-    marks: list[Mark] = field(default_factory=list)
-    vlines: list[VLine] = field(default_factory=list)
-    ticks: list[Tick] = field(default_factory=list)
-    label_w: float = 0
-    summary: str = ""  # the accessible description
-
-
-def fit(text: str, width: float, char_w: float) -> str:
-    """Cut ``text`` to what fits in ``width`` pixels of monospace (the full text is in the tooltip)."""
-    n = max(1, int((width - 8) // char_w))
-    return text if len(text) <= n else text[: max(1, n - 1)] + "…"
-
-
 def ms(t: float) -> str:
     return f"{t * 1000:.1f} ms"
 
 
 def describe_result(result: StepResult | None) -> str:
-    """One short plain-text account of a step's result, for tooltips."""
+    """One short plain-text account of a step's result."""
     if result is None:
         return "no result"
     if result.error is not None:
@@ -183,206 +69,62 @@ def detail_text(detail: dict[str, Any]) -> str:
     return ", ".join(f"{k}={json.dumps(detail[k], sort_keys=True, default=str)}" for k in sorted(detail))
 
 
-@dataclass
-class _Open:
-    """A launched step not yet completed: where its box is and whether it waited."""
-
-    box: Box
-    col: int
-    launched: Event
-    blocked: Event | None = None
-
-
-def build_timeline(trace: Trace, geo: Geometry = FULL) -> Timeline:
-    """Turn a trace into positioned shapes (the template only draws them)."""
-    step_kinds = ("launch", "blocked", "complete", "notice", "cancel", "fault", "done")
-    sessions = list(trace.sessions)
-    for e in trace.events:
-        if e.session and e.kind in step_kinds and e.session not in sessions:
-            sessions.append(e.session)
-    checks = trace.checks()
-    lanes = [Lane(s, geo.top + i * geo.lane_h, geo.lane_h) for i, s in enumerate(sessions)]
-    if checks:
-        lanes.append(Lane("checks", geo.top + len(sessions) * geo.lane_h, geo.lane_h, "checks"))
-    lane_of = {lane.name: lane for lane in lanes if lane.kind == "session"}
-    session_of_step = {e.step: e.session for e in trace.events if e.kind == "launch" and e.step and e.session}
-    tl = Timeline(0, 0, geo.compact, lanes=lanes, label_w=geo.label_w)
-    pad = (geo.col_w - geo.box_w) / 2
-
-    def box_x(col: int) -> float:
-        return geo.label_w + (col - 1) * geo.col_w + pad
-
-    def mid(session: str | None) -> float:
-        lane = lane_of.get(session or "")
-        return lane.y + lane.h / 2 if lane else geo.top
-
-    def box_y(session: str | None) -> float:
-        return mid(session) - geo.box_h / 2
-
-    def arrow(x: float, waiter: str, holder: str | None, title: str, cls: str) -> None:
-        y1 = mid(waiter)
-        if holder is None or holder not in lane_of:
-            tl.arrows.append(Arrow(x, y1 - geo.box_h / 2, max(2.0, y1 - geo.lane_h * 0.9), title, cls + " unknown"))
-            return
-        y2 = mid(holder)
-        d = 1 if y2 > y1 else -1
-        tl.arrows.append(Arrow(x, y1, y2 - d * (geo.box_h / 2 - 2), title, cls))
-
-    def bar(o: _Open, end_col: int, end_x: float | None = None) -> None:
-        x1 = o.box.x + o.box.w + 1
-        x2 = end_x if end_x is not None else box_x(end_col) - 1
-        h = geo.box_h * 0.5
-        who = ", ".join(sorted({w.holder or "?" for w in o.blocked.waits})) if o.blocked else ""
-        label = f"waits for {who}" if who else "waits"
-        title = f"{o.box.label} waits" + (f": {waits_text(o.blocked.waits)}" if o.blocked and o.blocked.waits else "")
-        tl.bars.append(Bar(x1, mid(o.launched.session) - h / 2, max(4.0, x2 - x1), h,
-                           fit(label, x2 - x1 - 10, geo.char_w * 0.9), title))
-
-    col = 0
-    open_steps: dict[tuple[str | None, str | None], _Open] = {}
-    last_box: dict[str | None, Box] = {}
-    for e in trace.events:
-        key = (e.session, e.step)
-        if e.kind == "launch":
-            for k, prev in list(open_steps.items()):  # a scheduling point the actor moved past
-                if k[0] == e.session and prev.blocked is None and prev.box.cls == "unfinished":
-                    prev.box.cls = "point"
-                    del open_steps[k]
-            col += 1
-            title = f"{e.step} (session {e.session}), launched at {ms(e.t)}\n{(e.sql or '').strip()}"
-            if e.detail.get("action"):
-                title += f"\naction: {e.detail['action']}"
-            b = Box(box_x(col), box_y(e.session), geo.box_w, geo.box_h,
-                    fit(e.step or "?", geo.box_w, geo.char_w), title, "unfinished")
-            tl.boxes.append(b)
-            tl.ticks.append(Tick(b.x + b.w / 2, f"{e.t * 1000:.1f}"))
-            open_steps[key] = _Open(b, col, e)
-            last_box[e.session] = b
-        elif e.kind == "blocked":
-            o = open_steps.get(key)
-            if o is None:
-                continue
-            o.blocked = e
-            o.box.cls = "blocked"
-            o.box.title += f"\nBLOCKED at {ms(e.t)}" + (f": {waits_text(e.waits)}" if e.waits else "")
-            x0 = o.box.x + o.box.w + 6
-            if e.waits:
-                for i, w in enumerate(e.waits):
-                    arrow(x0 + 8 * i, w.waiter, w.holder, waits_text([w]), "wait")
-            elif e.detail.get("held_by_step"):
-                held = e.detail["held_by_step"]
-                o.box.title += f" (held by step {held}, by annotation)"
-                arrow(x0, e.session or "", session_of_step.get(held), f"{e.step} waits for step {held} (annotation)",
-                      "wait annotation")
-        elif e.kind == "complete":
-            o = open_steps.pop(key, None)
-            text = describe_result(e.result)
-            bad = e.result is not None and e.result.error is not None
-            if o is None:  # completed without a recorded launch: still show it
-                col += 1
-                b = Box(box_x(col), box_y(e.session), geo.box_w, geo.box_h, fit(e.step or "?", geo.box_w, geo.char_w),
-                        f"{e.step} (session {e.session})\n{(e.sql or '').strip()}\n→ {text}", "error" if bad else "ok")
-                tl.boxes.append(b)
-                last_box[e.session] = b
-            elif o.blocked is not None or e.detail.get("after_wait"):
-                col += 1
-                bar(o, col)
-                mark = "✗ " if bad else "✓ "
-                b = Box(box_x(col), box_y(e.session), geo.box_w, geo.box_h,
-                        fit(mark + (e.step or "?"), geo.box_w, geo.char_w),
-                        f"{e.step} (session {e.session}) completed after waiting, at {ms(e.t)}\n"
-                        f"{(e.sql or '').strip()}\n→ {text}", "error" if bad else "done")
-                tl.boxes.append(b)
-                tl.ticks.append(Tick(b.x + b.w / 2, f"{e.t * 1000:.1f}"))
-                o.box.title += f"\ncompleted at {ms(e.t)} → {text}"
-                last_box[e.session] = b
-            else:
-                o.box.cls = "error" if bad else "ok"
-                o.box.title += f"\n→ {text}"
-            if e.detail.get("connection_lost"):
-                last_box[e.session].title += "\n(connection lost)"
-        elif e.kind == "done":  # an exploration actor finished: its open point is not a hang
-            for k, prev in list(open_steps.items()):
-                if k[0] == e.session and prev.blocked is None:
-                    prev.box.cls = "point"
-                    prev.box.title += f"\nactor finished at {ms(e.t)}"
-                    del open_steps[k]
-        elif e.kind == "notice":
-            nb = open_steps[key].box if key in open_steps else last_box.get(e.session)
-            if nb is not None:
-                nb.notices += 1
-                nb.title += f"\n{e.detail.get('severity', 'NOTICE')}: {e.detail.get('message', '')}"
-        elif e.kind == "fault":
-            col += 1
-            title = " ".join(x for x in (f"fault at {ms(e.t)}:", e.session or "", e.step or "", e.sql or "",
-                                         detail_text(e.detail)) if x)
-            x = box_x(col) + geo.box_w / 2
-            if e.session in lane_of:
-                tl.marks.append(Mark(x, mid(e.session), "⚡", title, "fault"))
-            else:
-                tl.vlines.append(VLine(x, geo.top, geo.top + len(sessions) * geo.lane_h, "fault", title, "fault"))
-            tl.ticks.append(Tick(x, f"{e.t * 1000:.1f}"))
-        elif e.kind == "hang":
-            col += 1
-            x = box_x(col) + geo.box_w / 2
-            title = f"HANG at {ms(e.t)}: {e.detail.get('reason', '')}" + (f"\n{waits_text(e.waits)}" if e.waits else "")
-            tl.vlines.append(VLine(x, geo.top, geo.top + len(sessions) * geo.lane_h, "hang", title, "hang"))
-            for i, w in enumerate(e.waits):
-                arrow(x + 8 * (i + 1), w.waiter, w.holder, waits_text([w]), "wait hang")
-            tl.ticks.append(Tick(x, f"{e.t * 1000:.1f}"))
-        elif e.kind == "cancel":
-            o = open_steps.pop(key, None)
-            x = box_x(max(col, 1)) + geo.box_w / 2
-            title = f"{e.step} cancelled at {ms(e.t)}" + (f" ({detail_text(e.detail)})" if e.detail else "")
-            if o is not None:
-                o.box.cls = "cancelled"
-                o.box.title += f"\n{title}"
-                if o.blocked is not None and o.col < col:
-                    bar(o, col, x - 8)
-            tl.marks.append(Mark(x, mid(e.session), "✕", title, "cancel"))
-    for o in open_steps.values():  # never completed (a hang without cancel, or a truncated trace)
-        if o.blocked is not None:
-            bar(o, col + 1)
-        o.box.title += "\n(never completed)"
-
-    x = 0.0
-    if checks:
-        lane = lanes[-1]
-        x = geo.label_w + pad
-        for c in checks:
-            ok = bool(c.detail.get("ok"))
-            label = ("✓ " if ok else "✗ ") + (c.step or "check")
-            check_w = min(max(geo.box_w, len(label) * geo.char_w + 12), 4 * geo.col_w - 2 * pad)
-            title = (f"check {c.step}: {'ok' if ok else 'VIOLATED'}\nexpected {c.detail.get('expected')}, "
-                     f"actual {c.detail.get('actual')}\n{(c.sql or '').strip()}")
-            tl.boxes.append(Box(x, lane.y + (lane.h - geo.box_h) / 2, check_w, geo.box_h,
-                                fit(label, check_w, geo.char_w), title, "check-ok" if ok else "check-bad"))
-            x += check_w + 2 * pad
-    tl.width = max(geo.label_w + max(col, 1) * geo.col_w, x) + 24
-    tl.height = geo.top + len(lanes) * geo.lane_h + 4
-    n_blocked = sum(1 for e in trace.events if e.kind == "blocked")
-    tl.summary = (f"Timeline of {len(sessions)} sessions ({', '.join(sessions)}), "
-                  f"{len(session_of_step)} steps, {n_blocked} blocked")
-    return tl
-
-
 # -- page model --------------------------------------------------------------------------------------
+
+@dataclass
+class StoryView:
+    """One schedule told: its story, narrative and timeline."""
+
+    story: Story
+    timeline: Timeline
+    narrative: list[str]
+    schedule: list[str]
+
+
+def _story_view(trace_owner: Outcome, id: str, *, compact: bool = False, beside: Story | None = None,
+                nearest: bool = False) -> StoryView | None:
+    trace = trace_owner.nearest_trace if nearest else trace_owner.trace
+    if trace is None:
+        return None
+    story = build_story(trace)
+    other = [m.session for m in beside.moves] if beside is not None else None
+    tl = build_timeline(story, id, COMPACT if compact else FULL, other)
+    return StoryView(story, tl, narrative(story), trace_owner.nearest_passing if nearest else trace_owner.schedule)
+
 
 @dataclass
 class OutcomeView:
     outcome: Outcome
     id: str
-    timeline: Timeline | None
+    main: StoryView | None = None
+    passing: StoryView | None = None  # the nearest passing schedule, beside the failing one
     open: bool = False
+
+    @property
+    def timeline(self) -> Timeline | None:
+        return self.main.timeline if self.main else None
+
+    @property
+    def headline(self) -> str:
+        return headline(self.outcome, self.main.story if self.main else None)
 
     @property
     def checks(self) -> list[Event]:
         return self.outcome.trace.checks() if self.outcome.trace else []
 
-    @property
-    def blocked_steps(self) -> int:
-        t = self.outcome.trace
-        return sum(1 for e in t.events if e.kind == "blocked") if t else 0
+
+def told(o: Outcome, id: str, open: bool) -> OutcomeView:
+    """An outcome told as a story, with the nearest passing schedule beside it when there is one."""
+    v = OutcomeView(o, id, _story_view(o, id), open=open)
+    if v.main is not None and o.nearest_trace is not None:
+        v.passing = _story_view(o, id + "p", beside=v.main.story, nearest=True)
+        v.main = _story_view(o, id, beside=v.passing.story if v.passing else None)
+    return v
+
+
+def shows_bug(o: Outcome) -> bool:
+    """A passing outcome that shows the expected violation: told in full, as failures are."""
+    return o.passed and bool(o.violated) and o.trace is not None
 
 
 @dataclass
@@ -391,6 +133,7 @@ class BackendGroup:
     server: str
     outcomes: list[Outcome]
     failing: list[OutcomeView]
+    bugs: list[OutcomeView]  # passing, showing the expected violation
     passing: list[OutcomeView]
     representative: OutcomeView | None
 
@@ -431,6 +174,11 @@ class ScenarioGroup:
         return sum(len(g.outcomes) for g in self.backends.values())
 
     @property
+    def expand(self) -> bool:
+        """Start open: something failed, or a bug is shown (told in full)."""
+        return any(g.failing or g.bugs for g in self.backends.values())
+
+    @property
     def search(self) -> str:
         labels = " ".join(o.label for g in self.backends.values() for o in g.outcomes)
         return " ".join([self.name, self.path, *self.backends, labels]).lower()
@@ -459,24 +207,25 @@ def page_model(results: RunResults) -> dict[str, Any]:
         for backend in sorted(by_scenario[(path, name)], key=_backend_key):
             outs = by_scenario[(path, name)][backend]
             failing: list[OutcomeView] = []
+            bugs: list[OutcomeView] = []
             passing: list[OutcomeView] = []
             for o in outs:
                 n += 1
-                if o.passed:
-                    passing.append(OutcomeView(o, f"o{n}", None))
-                else:
-                    view = OutcomeView(o, f"o{n}", build_timeline(o.trace) if o.trace else None,
-                                       open=len(failing) < OPEN_FAILURES)
+                if not o.passed:
+                    view = told(o, f"o{n}", open=len(failing) < OPEN_FAILURES)
                     failing.append(view)
                     failures.append((sg, view))
+                elif shows_bug(o) and len(bugs) < OPEN_FAILURES:
+                    bugs.append(told(o, f"o{n}", open=True))
+                else:
+                    passing.append(OutcomeView(o, f"o{n}"))
             rep = None
             candidates = [v for v in passing if v.outcome.trace is not None]
             if candidates:
                 best = min(candidates, key=lambda v: _interest(v.outcome))  # min is stable: first of equals
-                assert best.outcome.trace is not None  # candidates have traces
-                rep = OutcomeView(best.outcome, best.id + "r", build_timeline(best.outcome.trace, COMPACT))
+                rep = OutcomeView(best.outcome, best.id + "r", _story_view(best.outcome, best.id + "r", compact=True))
             server = results.servers.get(backend) or next((o.trace.server for o in outs if o.trace), "")
-            sg.backends[backend] = BackendGroup(backend, server, outs, failing, passing, rep)
+            sg.backends[backend] = BackendGroup(backend, server, outs, failing, bugs, passing, rep)
         groups.append(sg)
     backends = sorted({b for g in groups for b in g.backends}, key=_backend_key)
     outcomes = results.outcomes

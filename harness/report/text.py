@@ -7,6 +7,19 @@ from typing import TextIO
 from ..redact import sanitize
 from ..results import Outcome
 from ..trace import Trace
+from .narrative import narrative
+from .story import build_story
+from .timeline import span_title
+
+
+def story_lines(trace: Trace) -> list[str]:
+    """The story of a trace for terminals: the narrative, each move's label, the spans."""
+    story = build_story(trace)
+    lines = ["  what happened:"] + [f"    {s}" for s in narrative(story)]
+    lines.append("  moves: " + "; ".join(f"{m.n} {m.session or '-'} {m.label}" for m in story.moves
+                                        if m.kind not in ("start", "point") or m.waits))
+    lines += [f"  span: {span_title(s)}" for s in story.spans]
+    return lines
 
 
 def trace_lines(trace: Trace) -> list[str]:
@@ -109,6 +122,12 @@ def print_outcomes(outcomes: list[Outcome], stream: TextIO, *, verbose: bool = F
             if o.kind == "exploration" and o.passed and o.schedule and not verbose:
                 what = "replayed schedule" if o.replayed else "minimal schedule"
                 out.write(f"       {what} ({o.preemptions} preemption(s)): {' '.join(o.schedule)}\n")
+                if o.trace is not None:
+                    out.write("".join(f"     {line}\n" for line in story_lines(o.trace)
+                                      if not line.startswith(("  moves:", "  span:"))))
+                if o.nearest_passing:
+                    out.write(f"       nearest passing schedule (one preemption removed): "
+                              f"{' '.join(o.nearest_passing)}\n")
                 out.write(f"       replay: {o.replay}\n")
                 continue
             if o.passed and not verbose:
@@ -118,7 +137,7 @@ def print_outcomes(outcomes: list[Outcome], stream: TextIO, *, verbose: bool = F
             for problem in o.problems:
                 out.write(f"          - {problem}\n")
             if o.trace is not None and (verbose or not o.passed):
-                for line in trace_lines(o.trace):
+                for line in story_lines(o.trace) + trace_lines(o.trace):
                     out.write(f"       {line}\n")
             if not o.passed:
                 out.write(f"          replay: {o.replay}\n")
