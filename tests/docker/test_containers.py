@@ -7,11 +7,16 @@ is told, bound to 127.0.0.1 only.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from harness.config import Settings
 from harness.dialect import execute
@@ -19,10 +24,11 @@ from harness.explore import Race
 from harness.explore.history import OK, UNKNOWN
 from harness.explore.strategies import bounded_exhaustive
 from harness.provision import Database, Server, start_server
-from harness.provision.docker import OWNER_LABEL, network_mode
+from harness.provision.docker import OWNER_LABEL, network_mode, sweep_stale_containers
 from scenarios.faults.journal import append_entries
 
 from .. import apps
+from ..conftest import ROOT
 from .engine import Engine
 
 COUNTER = ("CREATE TABLE counter (id int PRIMARY KEY, n int)", "INSERT INTO counter VALUES (1, 0)")
@@ -42,9 +48,10 @@ def listening_addresses(port: int) -> set[str]:
     return found
 
 
-def redis_client(server: Server) -> redis.Redis:
-    info = server.info
-    return redis.Redis(host=info.host, port=info.port, password=info.password, socket_timeout=5)
+def redis_client(server: Server, *, password: bool = True) -> redis.Redis:
+    info = server.info  # no retries: a dead server must show at once, not after redis-py's back-off
+    return redis.Redis(host=info.host, port=info.port, password=info.password if password else None,
+                       socket_timeout=5, retry=Retry(NoBackoff(), 0))
 
 
 @pytest.mark.parametrize("service", SERVICES)
@@ -63,7 +70,7 @@ def test_provisioning_starts_a_container_on_loopback(containers: dict[str, Serve
         assert listening_addresses(server.info.port) == {"0100007F"}
     if service == "redis":
         with pytest.raises(redis.AuthenticationError):
-            redis.Redis(host="127.0.0.1", port=server.info.port, socket_timeout=5).ping()
+            redis_client(server, password=False).ping()
         assert redis_client(server).ping()
 
 
@@ -182,7 +189,7 @@ def test_a_killed_redis_container_comes_back_on_its_address(docker_settings: Set
         again = redis_client(server)
         assert again.ping() and again.get("k") is None  # the harness's Redis keeps nothing on disk
         with pytest.raises(redis.AuthenticationError):
-            redis.Redis(host="127.0.0.1", port=server.info.port, socket_timeout=5).ping()
+            redis_client(server, password=False).ping()
         client.close()
         again.close()
     finally:
@@ -196,3 +203,20 @@ def test_stopped_containers_are_gone(docker_settings: Settings, engine: Engine) 
     server.stop()
     after = {c.id for c in client.containers.list(all=True, filters={"label": OWNER_LABEL})}
     assert before - after == {server.lifecycle.wrapped.id} and not after - before  # type: ignore[attr-defined]
+
+
+def test_containers_of_a_killed_run_are_removed_by_the_next_start(docker_settings: Settings, engine: Engine) -> None:
+    """A run SIGKILLed before it could stop its container: the next start on this host removes it."""
+    code = ("import os, signal\nfrom dataclasses import replace\nfrom harness.config import load_settings\n"
+            "from harness.provision import start_server\n"
+            f"s = replace(load_settings(cli={{'provisioner': 'docker'}}), image={dict(docker_settings.image)!r})\n"
+            "srv = start_server('redis', s)\nprint(srv.lifecycle.wrapped.id, flush=True)\n"
+            "os.kill(os.getpid(), signal.SIGKILL)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT,
+                          env={**os.environ, "DOCKER_HOST": engine.host})
+    assert done.returncode == -9, done.stderr[-2000:]
+    orphan = done.stdout.strip()
+    client = engine.client()
+    assert [c.id for c in client.containers.list(filters={"id": orphan})] == [orphan]  # still running
+    assert orphan[:12] in sweep_stale_containers(client)
+    assert client.containers.list(all=True, filters={"id": orphan}) == []
