@@ -10,10 +10,11 @@ Two networkings (``HARNESS_DOCKER_NETWORK``, :func:`network_mode`):
 
 ``auto`` picks ``host`` when the engine has no ``bridge`` network.  Either way the address is chosen
 before the container starts and never changes, so a crash fault's restart (:class:`ContainerLifecycle`,
-``docker start`` on the killed container) keeps both the data (the container's own filesystem) and the
-address.  With a local engine (and as root) the server's data directory is a bind mount from the
-machine's tmpfs (:func:`_host_data_dir`), as fast as a local server's.  Containers carry an owner label; those of runs that died without stopping them are removed
-by the next start on this host (:func:`sweep_stale_containers`), as local run dirs are.
+``docker start`` on the killed container) keeps both the data and the address.  With a local engine
+(and as root) the data directory is a bind mount from the machine's tmpfs (:func:`_host_data_dir`), as
+fast as a local server's; otherwise it is in the container's own filesystem.  Containers carry an owner
+label; those of runs that died without stopping them are removed by the next start on this host
+(:func:`sweep_stale_containers`), as local run dirs are.
 """
 
 from __future__ import annotations

@@ -67,6 +67,7 @@ def containers(docker_settings: Settings) -> Iterator[dict[str, Server]]:
     try:
         for service in ("postgres", "mysql", "redis"):
             servers[service] = start_server(service, docker_settings)
+            print(f"{service}: {servers[service].describe()}")
         yield servers
     finally:
         for server in servers.values():

@@ -50,7 +50,18 @@ class Engine:
                 self.proc.kill()
                 self.proc.wait(timeout=STOP_TIMEOUT)
         if self.root is not None:
+            _unmount_under(self.root)
             shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _unmount_under(root: Path) -> None:
+    """Unmount what the stopped engine left mounted in its dir (it keeps a reference to its network
+    namespace at exec/netns/default); deepest first.  Only mounts inside our own temp dir."""
+    prefix = str(root.resolve()) + "/"
+    with open("/proc/mounts") as f:
+        points = [line.split()[1] for line in f if line.split()[1].startswith(prefix)]
+    for point in sorted(points, key=len, reverse=True):
+        subprocess.run(["umount", point], stdin=subprocess.DEVNULL, capture_output=True, timeout=30)
 
 
 def _ping(host: str) -> str | None:
