@@ -211,7 +211,7 @@ def load_settings(
         extra["server_user"] = environ["HARNESS_SERVER_USER"]
     if environ.get(ENV_DOCKER_NETWORK):
         if environ[ENV_DOCKER_NETWORK] not in DOCKER_NETWORKS:
-            raise ConfigError(f"{ENV_DOCKER_NETWORK}={environ[ENV_DOCKER_NETWORK]!r} is not one of "
+            raise ConfigError(f"{ENV_DOCKER_NETWORK}: {environ[ENV_DOCKER_NETWORK]!r} is not one of "
                               f"{', '.join(DOCKER_NETWORKS)} (host: containers share the machine's network and "
                               "bind 127.0.0.1; bridge: published ports; auto: host when the engine cannot publish).")
         extra["docker_network"] = environ[ENV_DOCKER_NETWORK]
