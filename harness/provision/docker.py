@@ -35,7 +35,7 @@ from ..errors import ProvisionError
 from .auth import new_password
 from .base import Server
 from .dsn import describe_server
-from .local import free_port, process_alive, run_root
+from .local import free_port, process_alive, run_root, sweep_stale_rundirs
 
 START_TIMEOUT = 120.0  # a first start initialises the data directory inside the container
 STOP_TIMEOUT = 15
@@ -294,6 +294,7 @@ def start_docker(service_name: str, settings: Settings) -> Server:
                              "use --provisioner=local with installed server binaries.")
     client = _client()
     sweep_stale_containers(client)
+    sweep_stale_rundirs()  # their data dirs, now that their containers are gone
     _disable_ryuk_without_image(client)
     network = network_mode(client, settings.docker_network)
     image = settings.image[service_name]
