@@ -132,6 +132,9 @@ def ensure_image(client: Any, service: str, *, build: bool = True) -> str | None
             for chunk in client.images.get(tag).save(named=True):
                 out.write(chunk)
         os.replace(staging, cached)
+    for stale in cache_dir().glob(f"{recipe.name}-bookworm-*.tar"):  # earlier recipes' images
+        if stale != cached:
+            stale.unlink()
     return tag
 
 
