@@ -25,6 +25,10 @@ ENV_DSN = {"postgres": "HARNESS_PG_DSN", "mysql": "HARNESS_MYSQL_DSN", "redis": 
 ENV_BINDIR = {"postgres": "HARNESS_PG_BINDIR", "mysql": "HARNESS_MYSQL_BINDIR", "redis": "HARNESS_REDIS_BINDIR"}
 ENV_IMAGE = {"postgres": "HARNESS_PG_IMAGE", "mysql": "HARNESS_MYSQL_IMAGE", "redis": "HARNESS_REDIS_IMAGE"}
 ENV_PROFILE = "HARNESS_PROFILE"
+#: how containers are networked: bridge (published ports), host (shared loopback), auto (host when the
+#: engine has no bridge network to publish ports from)
+ENV_DOCKER_NETWORK = "HARNESS_DOCKER_NETWORK"
+DOCKER_NETWORKS = ("auto", "bridge", "host")
 #: the keys [tool.harness] may hold; anything else is a typo, reported with the closest key
 TABLE_KEYS = ("backends", "provisioner", "pg_dsn", "mysql_dsn", "redis_url", "fsync", "lock_wait_timeout",
               "deadlock_timeout_ms", "server_user")
@@ -49,6 +53,7 @@ class Settings:
     deadlock_timeout_ms: int = 1000
     cache_dir: Path | None = None
     server_user: str | None = None
+    docker_network: str = "auto"
 
     def provisioner_for(self, service: str) -> str:
         """The provisioner for one service; a DSN given for it implies ``dsn``."""
@@ -204,6 +209,12 @@ def load_settings(
         extra["cache_dir"] = Path(environ["HARNESS_CACHE_DIR"])
     if environ.get("HARNESS_SERVER_USER"):
         extra["server_user"] = environ["HARNESS_SERVER_USER"]
+    if environ.get(ENV_DOCKER_NETWORK):
+        if environ[ENV_DOCKER_NETWORK] not in DOCKER_NETWORKS:
+            raise ConfigError(f"{ENV_DOCKER_NETWORK}: {environ[ENV_DOCKER_NETWORK]!r} is not one of "
+                              f"{', '.join(DOCKER_NETWORKS)} (host: containers share the machine's network and "
+                              "bind 127.0.0.1; bridge: published ports; auto: host when the engine cannot publish).")
+        extra["docker_network"] = environ[ENV_DOCKER_NETWORK]
     check_profile(environ)
 
     if cli.get("backends") is not None:

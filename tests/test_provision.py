@@ -15,10 +15,9 @@ import pymysql
 import pytest
 import redis
 
-from harness.config import load_settings
 from harness.dialect import execute
 from harness.errors import ProvisionError
-from harness.provision import Server, start_server
+from harness.provision import Server
 from harness.provision.binaries import find_mysql, find_postgres, find_redis
 from harness.provision.dsn import attach_dsn
 from harness.provision.local import sweep_stale_rundirs
@@ -193,21 +192,3 @@ def test_pymysql_connections_skip_tls_on_loopback(mysql_server) -> None:
     with mysql_server.admin() as conn:
         assert isinstance(conn, pymysql.connections.Connection)
         assert conn.ssl is False
-
-
-@pytest.mark.docker
-def test_docker_provisioner_runs_a_real_container() -> None:
-    from harness.provision import docker_available
-
-    ok, why = docker_available()
-    if not ok:
-        pytest.skip(f"Docker-only test: {why}")
-    settings = load_settings(cli={"provisioner": "docker"})
-    server = start_server("postgres", settings)
-    try:
-        db = server.create_database()
-        with db.connect() as conn:
-            assert execute(conn, "SELECT 1")[0][0] == 1
-        db.drop()
-    finally:
-        server.stop()

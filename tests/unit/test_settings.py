@@ -63,6 +63,7 @@ def test_a_tool_harness_that_is_not_a_table(tmp_path: Path) -> None:
     ({"redis_url": ""}, {}, "--redis-url"),
     ({}, {"HARNESS_PG_DSN": "no-scheme"}, "HARNESS_PG_DSN"),
     ({}, {"HARNESS_PROFILE": "fast"}, "HARNESS_PROFILE"),
+    ({}, {"HARNESS_DOCKER_NETWORK": "overlay"}, "HARNESS_DOCKER_NETWORK"),
     ({"backends": ""}, {}, "--backend"),
 ])
 def test_bad_flags_and_variables_name_their_source(tmp_path: Path, cli: dict[str, str], environ: dict[str, str],
@@ -71,3 +72,8 @@ def test_bad_flags_and_variables_name_their_source(tmp_path: Path, cli: dict[str
         load_settings(cli=cli, environ=environ, project_dir=tmp_path)
     assert str(err.value).startswith(source + ":")
     assert "\n" not in str(err.value)
+
+
+def test_docker_network_comes_from_the_environment(tmp_path: Path) -> None:
+    assert load_settings(environ={}, project_dir=tmp_path).docker_network == "auto"
+    assert load_settings(environ={"HARNESS_DOCKER_NETWORK": "host"}, project_dir=tmp_path).docker_network == "host"
