@@ -119,7 +119,7 @@ _CREATE_TABLE = re.compile(r"CREATE\s+(?:TEMPORARY\s+)?TABLE\s+(?:IF\s+NOT\s+EXI
 
 
 def import_log(log_kind: str, log: Path, output: Path, *, schema: Path | None = None,
-               sessions: list[str] | None = None, schedules: int = 100, expect: str = "holds",
+               sessions: list[str] | None = None, database: str | None = None, schedules: int = 100, expect: str = "holds",
                checks: Path | None = None) -> RecordReport:
     """The scenario of a log excerpt copied from a server (``pg-csvlog`` or ``mysql-general-log``)."""
     backend = LOG_KINDS[log_kind]
@@ -127,9 +127,9 @@ def import_log(log_kind: str, log: Path, output: Path, *, schema: Path | None = 
     schema_text = _read(schema, "schema") if schema is not None else None
     check_map = load_checks(checks)
     if backend == "postgres":
-        statements = pglog.parse_csvlog(text, str(log))
+        statements = pglog.parse_csvlog(text, str(log), database=database)
     else:
-        statements = mysqllog.statements(mysqllog.parse_file(text, str(log)), str(log))
+        statements = mysqllog.statements(mysqllog.parse_file(text, str(log)), str(log), database=database)
     tables = [t.strip('`"') for t in _CREATE_TABLE.findall(schema_text or "")]
     draft = build(statements, backend=backend, name=output.stem, source=str(log), schema=schema_text,
                   description=f"Imported from {log.name}", teardown=dialect_for(backend).drop_tables_sql(tables),

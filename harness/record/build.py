@@ -9,6 +9,7 @@ is kept as a comment and reported as a warning.
 
 from __future__ import annotations
 
+import re
 import string
 from dataclasses import dataclass, field
 from typing import Any
@@ -60,6 +61,27 @@ def _join(sqls: list[str]) -> str:
     return ";\n".join(s.strip().rstrip(";").rstrip() for s in sqls) + "\n"
 
 
+_PROGRAM = re.compile(r"\bCREATE\b.*?\b(?:TRIGGER|PROCEDURE|FUNCTION|EVENT)\b", re.IGNORECASE | re.DOTALL)
+
+
+def _norm(sql: str) -> str:
+    return " ".join(sql.split()).rstrip(";").strip()
+
+
+def inside_programs(statements: list[Statement], schema: str | None) -> set[int]:
+    """Indexes of statements the MariaDB general log shows but a stored program ran (its triggers'
+    statements are logged as the client's): their text is a statement of a recorded or given
+    CREATE TRIGGER/PROCEDURE/FUNCTION body, and a client would not send it anyway (NEW., local
+    variables)."""
+    bodies = [_norm(s.sql) for s in statements if _PROGRAM.search(s.sql)]
+    if schema:
+        bodies.append(_norm(schema))
+    if not bodies:
+        return set()
+    return {i for i, s in enumerate(statements)
+            if kind(s.sql) == "step" and len(_norm(s.sql)) > 10 and any(_norm(s.sql) in b for b in bodies)}
+
+
 def build(statements: list[Statement], *, backend: str, name: str, description: str, source: str,
           schema: str | None, teardown: str, schedules: int, expect: str = "holds",
           checks: dict[str, Any] | None = None, sessions: list[str] | None = None) -> Draft:
@@ -71,6 +93,8 @@ def build(statements: list[Statement], *, backend: str, name: str, description: 
             raise ScenarioError(f"session(s) {', '.join(unknown)} are not in the log; its sessions are: "
                                 f"{', '.join(present) or '(none)'}.", path=source)
         statements = [s for s in statements if s.session in sessions]
+    nested = inside_programs(statements, schema) if backend == "mysql" else set()
+    statements = [s for i, s in enumerate(statements) if i not in nested]
     ddl = [s for s in statements if schema is None and not s.not_text and kind(s.sql) == "ddl"]
     rest = [s for s in statements if s not in ddl]
     by_session: dict[str, list[Statement]] = {}
@@ -99,6 +123,8 @@ def build(statements: list[Statement], *, backend: str, name: str, description: 
     header = [f"Recorded from {source}."]
     if dropped:
         header.append(f"Left out (only transaction control or settings): session(s) {', '.join(dropped)}.")
+    if nested:
+        header.append(f"Left out: {len(nested)} logged statement(s) that ran inside triggers or stored programs.")
     setup = schema if schema is not None else (_join([s.sql for s in ddl]) if ddl else None)
     return Draft(name=name, description=description, backend=backend, setup=setup, teardown=teardown,
                  sessions=list(drafts.values()), order=order, schedules=schedules, expect=expect, checks=checks,

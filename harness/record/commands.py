@@ -39,6 +39,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     sessions = [s.strip() for s in args.sessions.split(",") if s.strip()] if args.sessions else None
     return _print(import_log(args.kind, Path(args.log), Path(args.output),
                              schema=Path(args.schema) if args.schema else None, sessions=sessions,
+                             database=args.database,
                              schedules=args.schedules, expect=args.expect,
                              checks=Path(args.checks) if args.checks else None))
 
@@ -64,6 +65,7 @@ def add_parsers(sub: Any, add_server_options: Callable[[argparse.ArgumentParser]
     p.add_argument("kind", choices=sorted(LOG_KINDS), help="the log's format")
     p.add_argument("log", help="the log file")
     p.add_argument("--sessions", help="only these sessions (csvlog session_id / general log thread id), comma-separated")
+    p.add_argument("--database", help="only sessions of this database")
     p.add_argument("--schema", help="SQL file that creates the schema (the scenario's setup)")
     _common(p, positive_int)
     p.set_defaults(func=cmd_import)

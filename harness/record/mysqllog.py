@@ -18,7 +18,7 @@ from .statements import Statement, not_text_reason, unparsable
 _CONNECT_DB = re.compile(r" on (\S*)")
 #: one entry of the file form: [time] thread-id command<TAB>argument (MariaDB and MySQL 5.7/8 layouts)
 _ENTRY = re.compile(r"^(?:\d{6} {1,2}\d{1,2}:\d\d:\d\d|\d{4}-\d\d-\d\dT\S+)?\s+(\d+) ([A-Z][A-Za-z ]*?)\t(.*)$")
-_HEADER = ("started with:", "Tcp port:", "Time ")
+_HEADER = re.compile(r".*started with:$|Tcp port: |Time\s+Id\s+Command\s+Argument")
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,7 @@ def parse_file(text: str, path: str) -> list[Entry]:
     entries: list[Entry] = []
     lines = text.splitlines()
     for number, line in enumerate(lines, 1):
-        if any(h in line for h in _HEADER) and not entries:
+        if _HEADER.match(line):  # the server's banner, at the top and after each restart
             continue
         m = _ENTRY.match(line)
         if m:
