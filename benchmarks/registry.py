@@ -21,6 +21,7 @@ BENCHMARKS: dict[str, str] = {
     "determinism": "benchmarks.determinism",
     "startup": "benchmarks.startup",
     "shrink": "benchmarks.shrink",
+    "recording": "benchmarks.recording",
 }
 
 #: benchmarks whose figures have no baseline by nature (a count of failures, not a speed)

@@ -45,11 +45,12 @@ def capture_for(db: Database) -> Capture:
 
 
 def _poll(check: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
+    deadline, delay = time.monotonic() + timeout, 0.001
     while not check():
         if time.monotonic() > deadline:
             raise ProvisionError(f"recording: {what} did not happen within {timeout:.0f}s.")
-        time.sleep(0.02)
+        time.sleep(delay)  # a poll of a server fact, backing off; not a stand-in for synchronisation
+        delay = min(delay * 2, 0.05)
 
 
 class PgCapture:

@@ -7,11 +7,12 @@ parameters are inlined as literals outside strings, comments and dollar quotes.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
-import sqlparse
+from sqlparse import lexer
 from sqlparse import tokens as T
 
 #: first keywords of statements that build the schema (recorded into ``setup``)
@@ -39,20 +40,20 @@ class Statement:
     not_text: str | None = None  # why it cannot be replayed as text (kept as a comment)
 
 
-def _tokens(sql: str) -> list[Any]:
-    """sqlparse's tokens of ``sql`` (all its statements), in order."""
-    if not sql.strip():
-        return []
-    return [t for statement in sqlparse.parse(sql) for t in statement.flatten()]  # type: ignore[no-untyped-call]
+@functools.lru_cache(maxsize=4096)
+def _tokens(sql: str) -> tuple[tuple[Any, str], ...]:
+    """sqlparse's lexer tokens ``(type, text)`` of ``sql`` (no grouping: a recording has many statements,
+    most of them the same text with other parameters)."""
+    return tuple((ttype, str(value)) for ttype, value in lexer.tokenize(sql))  # type: ignore[no-untyped-call]
 
 
 def first_keyword(sql: str) -> str:
     """The statement's first keyword, upper case ('' when it has none)."""
-    for token in _tokens(sql):
-        if token.ttype in T.Keyword:
-            return str(token.normalized).upper()
-        if not token.is_whitespace and token.ttype not in T.Comment:
-            return str(token.value).upper() if token.ttype in T.Name else ""
+    for ttype, value in _tokens(sql):
+        if ttype in T.Keyword:
+            return " ".join(value.upper().split())
+        if ttype not in T.Whitespace and ttype not in T.Newline and ttype not in T.Comment:
+            return value.upper() if ttype in T.Name else ""
     return ""
 
 
@@ -76,21 +77,21 @@ def not_text_reason(sql: str) -> str | None:
 
 def unparsable(sql: str) -> str | None:
     """Why the lexer cannot read ``sql`` (an unterminated quote), or None."""
-    for token in _tokens(sql):
-        if token.ttype is T.Error and token.value in ("'", '"', "`", "$"):
-            return f"unterminated {token.value} quote"
+    for ttype, value in _tokens(sql):
+        if ttype is T.Error and value in ("'", '"', "`", "$"):
+            return f"unterminated {value} quote"
     return None
 
 
 def inline_parameters(sql: str, values: dict[int, str | None], quote: Callable[[str | None], str]) -> str:
     """``sql`` with each ``$n`` placeholder replaced by ``quote(values[n])``; KeyError(n) if one is missing."""
     out = []
-    for token in _tokens(sql):
-        if token.ttype is T.Name.Placeholder and re.fullmatch(r"\$\d+", token.value):
-            n = int(token.value[1:])
+    for ttype, value in _tokens(sql):
+        if ttype is T.Name.Placeholder and re.fullmatch(r"\$\d+", value):
+            n = int(value[1:])
             if n not in values:
                 raise KeyError(n)
             out.append(quote(values[n]))
         else:
-            out.append(token.value)
+            out.append(value)
     return "".join(out) if out else sql
