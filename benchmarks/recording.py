@@ -66,7 +66,7 @@ def _timed(server: Any, statements: int, recording: bool) -> tuple[float, int]:
 
 
 def run(quick: bool) -> list[Figure]:
-    statements, rounds = (200, 2) if quick else (4000, 7)
+    statements, rounds = (200, 2) if quick else (4000, 11)
     settings = load_settings(cli={})
     figures = []
     for backend in ("postgres", "mysql"):
