@@ -14,7 +14,8 @@ import pytest
 import yaml
 
 from harness.dialect import dialect_for, execute
-from harness.record.pglog import parse_parameters
+from harness.record.capture import PG_SERVER_OPTIONS
+from harness.record.pglog import parse_csvlog, parse_parameters
 from harness.record.statements import inline_parameters
 
 from .conftest import ROOT, run_harness
@@ -55,7 +56,10 @@ def test_recorded_racy_rule_service_replays_and_exploration_finds_the_duplicate(
         assert any(s.startswith("INSERT INTO sharding_routing_rule") and "'r1'" in s for s in _steps(scenario, session))
         assert not any("%s" in s or "$1" in s for s in _steps(scenario, session))
     order = scenario["interleavings"][0]["steps"].split()
-    assert order.index("b1") > order.index("a4") and order[-1].startswith("a")  # A commits last, as recorded
+    sql_of = {name: sql for session in scenario["sessions"].values() for name, sql in session["steps"].items()}
+    commits = [name for name in order if sql_of[name] == "COMMIT"]
+    # one request committed last, after the other's whole run, as the incident had it
+    assert len(commits) == 2 and commits[-1] == order[-1] and commits[0][0] != commits[1][0]
     code, outcomes, text = _run(out)
     assert code == 0, text
     by_kind = {o["kind"]: o for o in outcomes}
@@ -68,8 +72,9 @@ def test_recorded_fixed_rule_service_passes_every_explored_schedule(tmp_path: Pa
     out = tmp_path / "fixed.yaml"
     scenario, _ = _record(out, backend, "-m", "scenarios.bkci.two_requests", "commit-inside-lock",
                           checks="bkci_checks.yaml")
-    # B counted A's committed rule, so it sent no INSERT: the recording holds the application's branch
-    assert not any(s.startswith("INSERT") for s in _steps(scenario, "b"))
+    # the second request counted the first's committed rule, so it sent no INSERT: the recording holds
+    # the branch the application took (sessions are named in order of their first statement)
+    assert sorted(sum(s.startswith("INSERT") for s in _steps(scenario, name)) for name in "ab") == [0, 1]
     code, outcomes, text = _run(out)
     assert code == 0, text
     exploration = next(o for o in outcomes if o["kind"] == "exploration")
@@ -126,15 +131,42 @@ def test_copy_is_kept_as_a_comment_with_a_warning(tmp_path: Path) -> None:
                    "    c.execute('INSERT INTO t VALUES (%s)', (1,))\n"
                    "    with c.cursor().copy('COPY t TO STDOUT') as copy:\n"
                    "        list(copy)\n"
-                   "    c.execute('SELECT count(*) FROM t')\n")
+                   "    c.execute('SELECT count(*) FROM t')\n"
+                   "    try:\n"
+                   "        c.execute('INSERT INTO t VALUES (%s)', ('not a number',))\n"
+                   "    except psycopg.errors.InvalidTextRepresentation:\n"
+                   "        pass\n")
     out = tmp_path / "copy.yaml"
     scenario, stderr = _record(out, "postgres", str(app))
     assert "harness: warning:" in stderr and "COPY streams its data" in stderr
     assert "# not replayable as text (COPY streams its data outside the statement text): COPY t TO STDOUT" in \
         out.read_text()
-    assert _steps(scenario, "a") == ["INSERT INTO t VALUES ('1')", "SELECT count(*) FROM t"]
-    code, _, text = _run(out)
-    assert code == 0, text
+    steps = scenario["sessions"]["a"]["steps"]
+    assert list(steps.values()) == ["INSERT INTO t VALUES ('1')", "SELECT count(*) FROM t",
+                                    {"sql": "INSERT INTO t VALUES ('not a number')", "expect": {"error": "22P02"}}]
+    code, outcomes, text = _run(out)
+    assert code == 0 and outcomes[0]["passed"], text  # the replay fails that step as the recording did
+
+
+def test_recording_on_a_dsn_server_needs_its_csvlog(tmp_path: Path, pg_server: Any, server_factory: Any) -> None:
+    """A --pg-dsn server is recorded through its own logging collector; without one, exit 2 says how."""
+    app = ["-c", "import os, psycopg; psycopg.connect(os.environ['DATABASE_URL']).execute('SELECT 1')"]
+    done = run_harness("record", "--pg-dsn", pg_server.dsn, "-o", str(tmp_path / "x.yaml"), "--", sys.executable,
+                       *app)
+    assert done.returncode == 2 and "needs logging_collector = on and csvlog in log_destination" in done.stderr, \
+        done.stderr
+    assert not (tmp_path / "x.yaml").exists()
+    server = server_factory("postgres", options=PG_SERVER_OPTIONS)
+    out = tmp_path / "dsn.yaml"
+    done = run_harness("record", "--pg-dsn", server.dsn, "-o", str(out), "--", sys.executable, *app)
+    assert done.returncode == 0, done.stderr
+    assert _steps(yaml.safe_load(out.read_text()), "a") == ["BEGIN", "SELECT 1"]  # psycopg opens a transaction
+    admin = server.admin()
+    try:  # nothing left behind: the recording's database is gone, no setting was changed
+        assert execute(admin, "SELECT count(*) FROM pg_database WHERE datname LIKE 'harness\\_%'")[0][0] == 0
+        assert execute(admin, "SELECT count(*) FROM pg_db_role_setting")[0][0] == 0
+    finally:
+        admin.close()
 
 
 def test_quote_literal_reads_back_unchanged(database: Any) -> None:
@@ -160,17 +192,39 @@ def test_placeholders_are_replaced_outside_strings_comments_and_dollar_quotes() 
 
 # ---------------------------------------------------------------------------------------- bad input
 
-def _csvlog(tmp_path: Path, *rows: tuple[str, str, str]) -> Path:
-    """A csvlog with rows (session, message, detail) in PostgreSQL 15's 26 columns."""
+def _row(session: str, message: str, detail: str = "", *, tag: str = "idle", severity: str = "LOG",
+         sqlstate: str = "00000", context: str = "", query: str = "") -> list[str]:
+    """A csvlog row in PostgreSQL 15's 26 columns."""
+    return ["2026-01-01 00:00:00.000 UTC", "app", "shop", "42", "10.0.0.1:5000", session, "1", tag,
+            "2026-01-01 00:00:00 UTC", "3/1", "0", severity, sqlstate, message, detail, "", "", "", context, query,
+            "", "", "app", "client backend", "", "0"]
+
+
+def _csvlog(tmp_path: Path, *rows: tuple[str, str, str] | list[str]) -> Path:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    for n, (session, message, detail) in enumerate(rows, 1):
-        w.writerow(["2026-01-01 00:00:00.000 UTC", "app", "shop", "42", "10.0.0.1:5000", session, str(n), "idle",
-                    "2026-01-01 00:00:00 UTC", "3/1", "0", "LOG", "00000", message, detail, "", "", "", "", "",
-                    "", "", "app", "client backend", "", "0"])
+    for r in rows:
+        w.writerow(r if isinstance(r, list) else _row(*r))
     path = tmp_path / "pg.csv"
     path.write_text(buf.getvalue())
     return path
+
+
+def test_failed_statements_expect_their_error(tmp_path: Path) -> None:
+    """A statement that failed as it ran expects its SQLSTATE; one that failed in BIND (PostgreSQL logs
+    only its ERROR row) is taken from that row, with the values its CONTEXT shows."""
+    log = _csvlog(tmp_path,
+                  _row("s.1", "execute <unnamed>: INSERT INTO t VALUES ($1)", "parameters: $1 = '1'", tag="INSERT"),
+                  _row("s.1", "duplicate key", severity="ERROR", sqlstate="23505", tag="INSERT",
+                       query="INSERT INTO t VALUES ($1)", context="unnamed portal with parameters: $1 = '1'"),
+                  _row("s.1", "invalid input", severity="ERROR", sqlstate="22P02", tag="BIND",
+                       query="INSERT INTO t VALUES ($1)", context="unnamed portal parameter $1 = 'x''y'"),
+                  _row("s.1", "invalid input", severity="ERROR", sqlstate="22P02", tag="BIND",
+                       query="INSERT INTO t VALUES ($1, $2)", context="unnamed portal parameter $2 = 'z'"))
+    statements = parse_csvlog(log.read_text(), str(log))
+    assert [(s.sql, s.error, s.not_text is None) for s in statements] == [
+        ("INSERT INTO t VALUES ('1')", "23505", True), ("INSERT INTO t VALUES ('x''y')", "22P02", True),
+        ("INSERT INTO t VALUES ($1, $2)", "22P02", False)]  # $1 unknown: a comment, not a guess
 
 
 def _import_error(*args: str) -> str:

@@ -73,6 +73,8 @@ class PgCapture:
                     "local server (no --pg-dsn).")
             ident = self.db.dialect.quote_ident(self.db.name)
             execute(admin, f"ALTER DATABASE {ident} SET log_statement = 'all'")
+            # a statement failing in PARSE/BIND is logged only as an ERROR row: with its values, please
+            execute(admin, f"ALTER DATABASE {ident} SET log_parameter_max_length_on_error = -1")
             _poll(lambda: bool(execute(admin, "SELECT pg_current_logfile('csvlog') IS NOT NULL")[0][0]),
                   FLUSH_TIMEOUT, "the csvlog file to appear")
             self._file = str(execute(admin, "SELECT pg_current_logfile('csvlog')")[0][0])
