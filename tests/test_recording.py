@@ -260,3 +260,16 @@ def test_unparsable_statements_name_their_line(tmp_path: Path) -> None:
     general.write_text("Time\t\t    Id Command\tArgument\n260101 10:00:00\t     5 Query\tSELECT `oops\n")
     assert f"{general}:2: cannot parse the statement of thread 5: unterminated ` quote" in \
         _import_error("mysql-general-log", str(general))
+
+
+def test_a_mysql_dsn_server_is_never_reconfigured(tmp_path: Path, mysql_server: Any) -> None:
+    admin = mysql_server.admin()
+    try:
+        before = execute(admin, "SELECT @@global.general_log, @@global.log_output")[0]
+        done = run_harness("record", "--backend", "mysql", "--mysql-dsn", mysql_server.dsn, "-o",
+                           str(tmp_path / "x.yaml"), "--", sys.executable, "-c", "pass")
+        assert done.returncode == 2 and "needs the general log in its table" in done.stderr, done.stderr
+        assert "SET GLOBAL general_log = ON" in done.stderr and "\n" not in done.stderr.strip()
+        assert execute(admin, "SELECT @@global.general_log, @@global.log_output")[0] == before
+    finally:
+        admin.close()

@@ -4,7 +4,8 @@ PostgreSQL: the server must run its logging collector with ``csvlog`` among its 
 local server the recorder starts does, :data:`PG_SERVER_OPTIONS`); ``log_statement = all`` is set on
 the recording's database only (``ALTER DATABASE``), so nothing outside it changes and nothing is left
 behind when the database is dropped.  MariaDB: the general log is global; it is switched to the
-``mysql.general_log`` table for the run and restored to what it was afterwards.
+``mysql.general_log`` table for the run on a server the harness started; a ``--mysql-dsn`` server
+must have it on already (the harness never changes a server it did not start).
 
 The harness's own connections are left out: by application_name on PostgreSQL, by thread id on
 MariaDB.  Waits here poll a server fact with a deadline.
@@ -113,22 +114,33 @@ class MysqlCapture:
     def __init__(self, db: Database) -> None:
         self.db, self.source = db, "mysql.general_log"
         self._admin: Any = None
-        self._saved: tuple[Any, Any] = ("OFF", "FILE")
+        self._saved: tuple[Any, Any] | None = None
         self._since: Any = None
 
     def start(self) -> None:
         self._admin = self.db.server.admin()
+        row = execute(self._admin, "SELECT @@global.general_log, @@global.log_output, NOW(6), CONNECTION_ID()")[0]
+        self._saved, self._since, self._own = (row[0], row[1]), row[2], str(row[3])
+        outputs = {o for o in str(row[1]).upper().split(",") if o and o != "NONE"}
+        on = str(row[0]) in ("1", "ON") and "TABLE" in outputs
+        self.source = f"{self.db.server.flavor} {self.db.server.version} mysql.general_log"
+        if on:
+            self._saved = None  # nothing to restore
+            return
+        if self.db.server.provisioner == "dsn":  # the harness never changes a server it did not start
+            self._admin.close()
+            raise ProvisionError(
+                f"recording on {self.db.server.describe()} needs the general log in its table (now: general_log = "
+                f"{row[0]}, log_output = {row[1]}). Turn it on for the recording with `SET GLOBAL log_output = "
+                f"'{','.join(sorted(outputs | {'TABLE'}))}'; SET GLOBAL general_log = ON` (and back off afterwards), "
+                "or let the harness start its own local server (no --mysql-dsn).")
         try:
-            row = execute(self._admin, "SELECT @@global.general_log, @@global.log_output, NOW(6), CONNECTION_ID()")[0]
-            self._saved, self._since, self._own = (row[0], row[1]), row[2], str(row[3])
-            outputs = {o for o in str(row[1]).upper().split(",") if o and o != "NONE"} | {"TABLE"}
-            execute(self._admin, f"SET GLOBAL log_output = '{','.join(sorted(outputs))}'")
+            execute(self._admin, f"SET GLOBAL log_output = '{','.join(sorted(outputs | {'TABLE'}))}'")
             execute(self._admin, "SET GLOBAL general_log = ON")
         except Exception as exc:
             self._admin.close()
-            raise ProvisionError(f"recording on {self.db.server.describe()}: cannot turn the general log on "
-                                 f"({exc}); the DSN's user needs the SUPER (or SYSTEM_VARIABLES_ADMIN) privilege.") from exc
-        self.source = f"{self.db.server.flavor} {self.db.server.version} mysql.general_log"
+            raise ProvisionError(f"recording on {self.db.server.describe()}: cannot turn the general log on: {exc}.") \
+                from exc
 
     def stop(self) -> list[Statement]:
         try:
@@ -136,8 +148,9 @@ class MysqlCapture:
                                         "WHERE event_time >= %s", (self._since,))
         finally:
             try:
-                execute(self._admin, f"SET GLOBAL general_log = {int(str(self._saved[0]) in ('1', 'ON'))}")
-                execute(self._admin, "SET GLOBAL log_output = %s", (self._saved[1],))
+                if self._saved is not None:  # we turned it on: back as it was
+                    execute(self._admin, f"SET GLOBAL general_log = {int(str(self._saved[0]) in ('1', 'ON'))}")
+                    execute(self._admin, "SET GLOBAL log_output = %s", (self._saved[1],))
             finally:
                 self._admin.close()
         entries = mysqllog.table_entries([(r[0], r[1], r[2]) for r in rows])
