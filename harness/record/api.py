@@ -17,6 +17,7 @@ from ..errors import ConfigError, HarnessError, ScenarioError
 from ..provision import Server
 from ..provision.dsn import attach_dsn
 from ..provision.local import start_local
+from ..scenario.safe_yaml import MAX_FILE_BYTES
 from . import mysqllog, pglog
 from .build import Draft, build
 from .capture import OWN_APPLICATION, PG_SERVER_OPTIONS, capture_for
@@ -39,7 +40,12 @@ class RecordReport:
 
 
 def _report(draft: Draft, path: Path, exit_code: int | None = None) -> RecordReport:
-    return RecordReport(path, len(draft.sessions), len(draft.order), draft.warnings, exit_code)
+    warnings = list(draft.warnings)
+    size = path.stat().st_size
+    if size > MAX_FILE_BYTES:
+        warnings.append(f"{path} is {size:,} bytes, more than `harness run` reads ({MAX_FILE_BYTES:,}; "
+                        "HARNESS_MAX_SCENARIO_BYTES raises it): record only the requests of the race.")
+    return RecordReport(path, len(draft.sessions), len(draft.order), warnings, exit_code)
 
 
 def load_checks(path: Path | None) -> dict[str, Any] | None:

@@ -116,7 +116,8 @@ def build(statements: list[Statement], *, backend: str, name: str, description: 
             d.items.append(f"not replayable as text ({s.not_text}): {' '.join(s.sql.split())}")
             warnings.append(f"{source}:{s.line}: session {s.session}: {s.not_text}; kept as a comment, not a step")
             continue
-        step = DraftStep(f"{d.name}{len(d.steps) + 1}", s.sql, s.error)
+        sep = "" if len(d.name) == 1 else "_"  # s27_1, never s271 (which session 271 would also make)
+        step = DraftStep(f"{d.name}{sep}{len(d.steps) + 1}", s.sql, s.error)
         d.items.append(step)
         order.append(step.name)
     dropped = [sid for sid in by_session if sid not in drafts]

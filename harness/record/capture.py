@@ -17,6 +17,8 @@ import time
 import uuid
 from typing import Any, Callable, Protocol
 
+import psycopg
+
 from ..dialect import execute
 from ..errors import ProvisionError
 from ..provision import Database
@@ -62,6 +64,12 @@ class PgCapture:
         return self.db.server.dialect.connect(self.db.info, autocommit=True, application_name=OWN_APPLICATION)
 
     def start(self) -> None:
+        try:
+            self._start()
+        except psycopg.Error as exc:
+            raise ProvisionError(_pg_refused(self.db, exc)) from exc
+
+    def _start(self) -> None:
         admin = self.db.server.admin()
         try:
             collector = execute(admin, "SHOW logging_collector")[0][0]
@@ -105,9 +113,17 @@ class PgCapture:
         return text
 
     def stop(self) -> list[Statement]:
-        text = self.read()
+        try:
+            text = self.read()
+        except psycopg.Error as exc:
+            raise ProvisionError(_pg_refused(self.db, exc)) from exc
         return pglog.parse_csvlog(text, self.source, database=self.db.name,
                                   exclude_applications=frozenset({OWN_APPLICATION}))
+
+
+def _pg_refused(db: Database, exc: Exception) -> str:
+    return (f"recording on {db.server.describe()}: the server refused ({str(exc).strip()}); recording needs a "
+            "superuser (ALTER DATABASE … SET log_statement, pg_read_file of the csvlog).")
 
 
 class MysqlCapture:
