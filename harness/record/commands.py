@@ -46,7 +46,7 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 def _common(p: argparse.ArgumentParser, positive_int: Callable[[str], int]) -> None:
     p.add_argument("-o", "--output", required=True, help="the scenario file to write (.yaml)")
-    p.add_argument("--checks", help="a YAML file whose `checks:` mapping the scenario gets")
+    p.add_argument("--checks", help="a YAML file (e.g. a scenario of the same system) whose `checks:` the recording gets")
     p.add_argument("--expect", default="holds", help='the verdict the scenario expects (default holds; e.g. '
                                                      '"violates: one_rule")')
     p.add_argument("--schedules", type=positive_int, default=100, help="schedules in its explore: block (100)")

@@ -5,7 +5,7 @@ then runs two threads, each with its own connection, through the unchanged :func
 the database's own lock (advisory lock / GET_LOCK).  It reads ``DATABASE_URL`` and
 ``HARNESS_RECORD_BACKEND`` as ``harness record`` sets them (docs/recording.md)::
 
-    harness record -o racy.yaml --checks scenarios/bkci/record_checks.yaml -- \\
+    harness record -o racy.yaml --checks scenarios/bkci/explore_db_lock.yaml -- \\
         python -m scenarios.bkci.two_requests unlock-before-commit
 
 The timing of the incident is reproduced with events, not sleeps: B asks for the lock only after A
