@@ -278,3 +278,13 @@ def test_a_mysql_dsn_server_is_never_reconfigured(tmp_path: Path, mysql_server: 
         assert execute(admin, "SELECT @@global.general_log, @@global.log_output")[0] == before
     finally:
         admin.close()
+
+
+def test_a_bad_checks_file_is_one_line_exit_2(tmp_path: Path) -> None:
+    log = str(HERE / "bkci_incident_postgres.csv")
+    bad = tmp_path / "checks.yaml"
+    bad.write_text("checks:\n  one: [unclosed\n")
+    assert f"{bad}:3: the checks file is not YAML" in _import_error("pg-csvlog", log, "--checks", str(bad))
+    bad.write_text("sessions: {}\n")
+    assert f"{bad}:1: expected a `checks:` mapping" in _import_error("pg-csvlog", log, "--checks", str(bad))
+    assert "names no check" in _import_error("pg-csvlog", log, "--expect", "violates: nope")

@@ -52,10 +52,15 @@ def load_checks(path: Path | None) -> dict[str, Any] | None:
     """The ``checks:`` mapping of a YAML file (the recorded file gets it verbatim)."""
     if path is None:
         return None
+    text = _read(path, "checks")
     try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise ScenarioError(f"cannot read the checks file: {exc}", path=str(path)) from None
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        raise ScenarioError(f"the checks file is not YAML: {exc.problem}.", path=str(path),
+                            line=mark.line + 1 if mark else None) from None
+    except yaml.YAMLError as exc:
+        raise ScenarioError(f"the checks file is not YAML: {' '.join(str(exc).split())}", path=str(path)) from None
     checks = data.get("checks") if isinstance(data, dict) else None
     if not isinstance(checks, dict) or not checks:
         raise ScenarioError("expected a `checks:` mapping (check name -> {sql: …, expect: …}), as in a scenario.",
