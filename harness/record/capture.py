@@ -132,6 +132,7 @@ class MysqlCapture:
         self._admin: Any = None
         self._saved: tuple[Any, Any] | None = None
         self._since: Any = None
+        self._own = ""  # the recorder's own thread id, left out
 
     def start(self) -> None:
         self._admin = self.db.server.admin()
@@ -151,7 +152,7 @@ class MysqlCapture:
                 f"'{','.join(sorted(outputs | {'TABLE'}))}'; SET GLOBAL general_log = ON` (and back off afterwards), "
                 "or let the harness start its own local server (no --mysql-dsn).")
         try:
-            execute(self._admin, f"SET GLOBAL log_output = '{','.join(sorted(outputs | {'TABLE'}))}'")
+            execute(self._admin, "SET GLOBAL log_output = %s", (",".join(sorted(outputs | {"TABLE"})),))
             execute(self._admin, "SET GLOBAL general_log = ON")
         except Exception as exc:
             self._admin.close()
