@@ -23,6 +23,7 @@ BENCHMARKS: dict[str, str] = {
     "shrink": "benchmarks.shrink",
     "app_paths": "benchmarks.app_paths",
     "containers": "benchmarks.containers",
+    "recording": "benchmarks.recording",
 }
 
 #: benchmarks whose figures have no baseline by nature (a count of failures, not a speed)

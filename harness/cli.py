@@ -272,6 +272,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("isolationtester", help="drop-in for PostgreSQL's isolationtester (spec on stdin)")
     p.add_argument("args", nargs=argparse.REMAINDER, help="[CONNINFO]")
     p.set_defaults(func=cmd_isolationtester)
+    from .record.commands import add_parsers as add_record_parsers  # record, import (docs/recording.md)
+
+    add_record_parsers(sub, _add_server_options, settings_from, _positive_int)
     return parser
 
 

@@ -167,6 +167,19 @@ class Dialect(ABC):
     @abstractmethod
     def quote_ident(self, name: str) -> str: ...
 
+    @abstractmethod
+    def quote_literal(self, value: str | None) -> str:
+        """``value`` as a SQL literal this backend reads back unchanged (``NULL`` for None): recorded
+        parameters become scenario text, so the quoting must hold whatever the server settings are."""
+
+    @abstractmethod
+    def drop_tables_sql(self, tables: list[str]) -> str:
+        """SQL that removes what a recorded run created (a recorded scenario's teardown)."""
+
+    @abstractmethod
+    def list_tables(self, conn: Any) -> list[str]:
+        """The tables of the connection's current database/schema, for :meth:`drop_tables_sql`."""
+
     # -- running scenario steps (text results, all statements of a step, notices) ----------------
     @abstractmethod
     def open_session(self, info: ConnInfo, application_name: str | None = None) -> Any:

@@ -137,6 +137,22 @@ class MySQLDialect(Dialect):
     def quote_ident(self, name: str) -> str:
         return "`" + name.replace("`", "``") + "`"
 
+    def quote_literal(self, value: str | None) -> str:
+        if value is None:
+            return "NULL"
+        # PyMySQL's escaping (backslash escapes), as the driver sends values; not NO_BACKSLASH_ESCAPES
+        return "'" + pymysql.converters.escape_string(value) + "'"
+
+    def drop_tables_sql(self, tables: list[str]) -> str:
+        if not tables:
+            return "SELECT 1"
+        return "DROP TABLE IF EXISTS " + ", ".join(self.quote_ident(t) for t in tables)
+
+    def list_tables(self, conn: Any) -> list[str]:
+        return [str(r[0]) for r in execute(conn, "SELECT table_name FROM information_schema.tables WHERE "
+                                                 "table_schema = DATABASE() AND table_type = 'BASE TABLE' "
+                                                 "ORDER BY table_name")]
+
     def open_session(self, info: ConnInfo, application_name: str | None = None) -> Any:
         return self.connect(info, autocommit=True, application_name=application_name, text_results=True)
 

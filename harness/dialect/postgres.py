@@ -160,6 +160,21 @@ class PostgresDialect(Dialect):
     def quote_ident(self, name: str) -> str:
         return '"' + name.replace('"', '""') + '"'
 
+    def quote_literal(self, value: str | None) -> str:
+        if value is None:
+            return "NULL"
+        if "\\" in value:  # E'' reads the same whatever standard_conforming_strings says
+            return "E'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
+        return "'" + value.replace("'", "''") + "'"
+
+    def drop_tables_sql(self, tables: list[str]) -> str:
+        # the schema, not a table list: functions, types and sequences a run created go too
+        return "DROP SCHEMA public CASCADE; CREATE SCHEMA public"
+
+    def list_tables(self, conn: Any) -> list[str]:
+        return [r[0] for r in execute(conn, "SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
+                                            "ORDER BY tablename")]
+
     def open_session(self, info: ConnInfo, application_name: str | None = None) -> Any:
         return self.connect(info, autocommit=True, application_name=application_name)
 
