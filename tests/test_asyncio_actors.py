@@ -1,0 +1,153 @@
+"""``async def`` actors on asyncio drivers: psycopg 3's AsyncConnection, asyncpg, SQLAlchemy's asyncio engine.
+
+Each app here is async code as it is written for production -- it connects with the driver's own
+``connect`` (or builds an engine from a URL) and awaits its calls; the race captures those drivers, so
+every awaited statement is a scheduling point and waits in the server are seen as for sync actors.
+The race is the classic check-then-insert: two requests both see no row and both insert.  The locked
+version takes a transaction-scoped advisory lock first (a wait the scheduler must see in the server).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Awaitable, Callable
+
+import asyncpg
+import psycopg
+import pytest
+import sqlalchemy
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from harness.errors import AsyncActorError
+from harness.explore import Race
+
+pytestmark = pytest.mark.backends("postgres")
+
+RULES = "CREATE TABLE rules (name varchar(20))"
+LOCK = "SELECT pg_advisory_xact_lock(hashtext('rules'))"
+COUNT = "SELECT count(*) FROM rules WHERE name = 'r1'"
+INSERT = "INSERT INTO rules (name) VALUES ('r1')"
+
+
+def dsn(race: Race, driver: str | None = None) -> str:
+    info = race.database.info
+    url = sqlalchemy.engine.URL.create(driver or "postgresql", username=info.user, password=info.password or None,
+                                       host=info.host, port=info.port, database=info.dbname)
+    return url.render_as_string(hide_password=False)
+
+
+async def save_psycopg(url: str, locked: bool) -> None:
+    async with await psycopg.AsyncConnection.connect(url) as conn:
+        async with conn.cursor() as cur:
+            if locked:
+                await cur.execute(LOCK)
+            await cur.execute(COUNT)
+            row = await cur.fetchone()
+            if row is not None and row[0] == 0:
+                await cur.execute(INSERT)
+        # leaving `async with` commits
+
+
+async def save_asyncpg(url: str, locked: bool) -> None:
+    conn = await asyncpg.connect(url)
+    try:
+        async with conn.transaction():
+            if locked:
+                await conn.execute(LOCK)
+            if await conn.fetchval(COUNT) == 0:
+                await conn.execute(INSERT)
+    finally:
+        await conn.close()
+
+
+async def save_engine(engine: AsyncEngine, locked: bool) -> None:
+    async with engine.begin() as conn:
+        if locked:
+            await conn.execute(text(LOCK))
+        if (await conn.execute(text(COUNT))).scalar() == 0:
+            await conn.execute(text(INSERT))
+
+
+def rules_race(race: Race, save: Callable[[], Awaitable[None]]) -> None:
+    race.setup(RULES)
+    race.teardown("DROP TABLE rules")
+    race.actor("A", save)
+    race.actor("B", save)
+    race.check_sql("one_rule", "SELECT count(*) FROM rules", equals=1)
+
+
+def apps(race: Race, locked: bool) -> dict[str, Callable[[], Awaitable[None]]]:
+    def on(engine: AsyncEngine) -> Callable[[], Awaitable[None]]:
+        return lambda: save_engine(engine, locked)
+
+    # engines as an app makes them: from a URL, once, with their default pool (kept across schedules)
+    engines = {name: create_async_engine(dsn(race, name)) for name in ("postgresql+asyncpg", "postgresql+psycopg")}
+    return {"psycopg": lambda: save_psycopg(dsn(race), locked),
+            "asyncpg": lambda: save_asyncpg(dsn(race), locked),
+            **{f"sqlalchemy {name}": on(engine) for name, engine in engines.items()}}
+
+
+APPS = ["psycopg", "asyncpg", "sqlalchemy postgresql+asyncpg", "sqlalchemy postgresql+psycopg"]
+
+
+@pytest.mark.parametrize("app", APPS)
+def test_check_then_insert_is_found_and_replays(race: Race, app: str) -> None:
+    rules_race(race, apps(race, locked=False)[app])
+    found = race.explore(max_schedules=60)
+    assert found.failure is not None, "the check-then-insert race was not found"
+    assert "check one_rule violated: expected 1, got 2" in found.failure.violations
+    statements = [label for label in found.failure.labels if label != "start"]
+    assert any(COUNT in s for s in statements) and any(INSERT in s for s in statements), statements
+    again = race.replay(found.failure.schedule)
+    assert again.schedule == found.failure.schedule and again.labels == found.failure.labels
+    assert again.violations == found.failure.violations
+
+
+@pytest.mark.parametrize("app", APPS)
+def test_the_locked_version_passes_and_its_wait_is_seen(race: Race, app: str) -> None:
+    rules_race(race, apps(race, locked=True)[app])
+    race.assert_no_race(max_schedules=40)
+    # A takes the lock (its first k moves: start, [BEGIN,] the lock), then B runs as far: B's wait in the
+    # server is a blocked event in the trace, and A alone can move
+    for k in range(1, 5):
+        outcome = race.replay(["A"] * k + ["B"] * k)
+        assert outcome.passed, outcome.violations
+        blocked = [e for e in outcome.trace.events if e.kind == "blocked"]
+        if blocked:
+            assert blocked[0].session == "B" and LOCK in (blocked[0].sql or ""), blocked[0]
+            assert outcome.options[2 * k] == ["A"], outcome.options
+            break
+    else:
+        raise AssertionError(f"B never waited for A's lock: {outcome.labels}")
+
+
+def test_an_injected_error_speaks_asyncpg(race: Race) -> None:
+    """A fault on an async actor: the injected error is asyncpg's own class for the SQLSTATE."""
+    seen: list[Any] = []
+
+    async def save() -> None:
+        try:
+            await save_asyncpg(dsn(race), False)
+        except asyncpg.SerializationError as exc:
+            seen.append(exc)
+            raise
+
+    race.setup(RULES)
+    race.teardown("DROP TABLE rules")
+    race.actor("A", save)
+    race.fault("boom", race.inject_error("A", "40001"))
+    outcome = race.replay("boom A A")
+    assert seen and outcome.results["A"].error is seen[0]
+
+
+def test_an_unsupported_async_driver_is_a_clear_error(race: Race) -> None:
+    aiomysql = pytest.importorskip("aiomysql")
+
+    async def save() -> None:
+        await aiomysql.connect(host="127.0.0.1")
+
+    race.setup(RULES)
+    race.teardown("DROP TABLE rules")
+    race.actor("A", save)
+    with pytest.raises(AsyncActorError, match="aiomysql.connect .*Supported async drivers: psycopg 3"):
+        race.replay("A")
