@@ -9,6 +9,8 @@ version takes a transaction-scoped advisory lock first (a wait the scheduler mus
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
 from typing import Any, Awaitable, Callable
 
 import asyncpg
@@ -20,8 +22,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from harness.errors import AsyncActorError
 from harness.explore import Race
+from harness.explore.scenario import explore_scenario
+from harness.scenario.yaml_loader import load_file
 
 pytestmark = pytest.mark.backends("postgres")
+ROOT = Path(__file__).resolve().parent.parent
 
 RULES = "CREATE TABLE rules (name varchar(20))"
 LOCK = "SELECT pg_advisory_xact_lock(hashtext('rules'))"
@@ -98,6 +103,7 @@ def test_check_then_insert_is_found_and_replays(race: Race, app: str) -> None:
     assert "check one_rule violated: expected 1, got 2" in found.failure.violations
     statements = [label for label in found.failure.labels if label != "start"]
     assert any(COUNT in s for s in statements) and any(INSERT in s for s in statements), statements
+    assert found.failure.preemptions == 1  # shrunk to the minimal interleaving: one switch mid-request
     again = race.replay(found.failure.schedule)
     assert again.schedule == found.failure.schedule and again.labels == found.failure.labels
     assert again.violations == found.failure.violations
@@ -140,14 +146,73 @@ def test_an_injected_error_speaks_asyncpg(race: Race) -> None:
     assert seen and outcome.results["A"].error is seen[0]
 
 
-def test_an_unsupported_async_driver_is_a_clear_error(race: Race) -> None:
-    aiomysql = pytest.importorskip("aiomysql")
+@pytest.mark.parametrize("app", ["asyncpg", "sqlalchemy postgresql+asyncpg"])
+def test_a_killed_session_fails_the_async_actor_and_replays(race: Race, app: str) -> None:
+    """kill_session between A's INSERT and its COMMIT: A sees its driver's connection error, nothing is
+    stored; the same schedule replays the same, also on the engine's pool after the kill."""
+    rules_race(race, apps(race, locked=False)[app])
+    race.fault("kill", race.kill_session("A"))
+    schedule = "A A A A kill A B B B B B"  # A: start, BEGIN, count, insert | kill | A's COMMIT fails; B runs
+    first = race.replay(schedule)
+    error = first.results["A"].error
+    driver_error = error
+    while driver_error is not None and not type(driver_error).__module__.startswith("asyncpg"):
+        driver_error = driver_error.__cause__  # SQLAlchemy's wrappers keep asyncpg's error as their cause
+    assert driver_error is not None and race.dialect.is_connection_error(driver_error), repr(error)
+    # A's error is the only finding: B stored the one rule (the check holds)
+    assert len(first.violations) == 1 and first.violations[0].startswith("actor A raised"), first.violations
+    again = race.replay(schedule)
+    assert (again.schedule, again.labels, again.violations) == (first.schedule, first.labels, first.violations)
+    assert type(again.results["A"].error) is type(error)
+
+
+def test_an_async_actor_is_known_by_its_context_in_worker_threads(race: Race) -> None:
+    """Identity is a ContextVar: sync driver calls an async actor hands to a thread (asyncio.to_thread
+    copies the context) are that actor's scheduling points too."""
+    info = race.database.info
+
+    def count_sync() -> int:
+        with psycopg.connect(host=info.host, port=info.port, user=info.user, password=info.password,
+                             dbname=info.dbname) as conn:
+            row = conn.execute(COUNT).fetchone()
+            return int(row[0]) if row else 0
 
     async def save() -> None:
-        await aiomysql.connect(host="127.0.0.1")
+        if await asyncio.to_thread(count_sync) == 0:
+            await save_asyncpg(dsn(race), False)
 
     race.setup(RULES)
     race.teardown("DROP TABLE rules")
     race.actor("A", save)
-    with pytest.raises(AsyncActorError, match="aiomysql.connect .*Supported async drivers: psycopg 3"):
-        race.replay("A")
+    outcome = race.replay("A")
+    assert outcome.labels[:2] == ["start", COUNT], outcome.labels
+
+
+def test_yaml_async_actors(server_pool: Any, tmp_path: Any) -> None:
+    """``actors: {A: {call: "module:async_function"}}`` in a scenario file: found, and the locked version holds."""
+    for name, violated in (("async_rules.yaml", ["one_rule"]), ("async_rules_fixed.yaml", [])):
+        scenario = load_file(ROOT / "scenarios" / "apps" / name)
+        outcome = explore_scenario(scenario, "postgres", server_pool.get("postgres"), database_dir=str(tmp_path))
+        assert outcome.passed and outcome.violated == violated, (name, outcome.problems)
+
+
+def test_an_unsupported_async_driver_is_a_clear_error(race: Race) -> None:
+    """aiomysql (directly, or under SQLAlchemy's mysql+aiomysql) would run unseen: refused, naming what works."""
+    import aiomysql
+
+    engine = create_async_engine("mysql+aiomysql://u:p@127.0.0.1/db")
+
+    async def direct() -> None:
+        await aiomysql.connect(host="127.0.0.1")
+
+    async def through_engine() -> None:
+        async with engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+
+    race.setup(RULES)
+    race.teardown("DROP TABLE rules")
+    for actor in (direct, through_engine):
+        race.actors.clear()
+        race.actor("A", actor)
+        with pytest.raises(AsyncActorError, match="aiomysql.connect .*Supported async drivers: psycopg 3"):
+            race.replay("A")
