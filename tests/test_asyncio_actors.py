@@ -10,6 +10,7 @@ version takes a transaction-scoped advisory lock first (a wait the scheduler mus
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
@@ -20,7 +21,7 @@ import sqlalchemy
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from harness.errors import AsyncActorError
+from harness.errors import AsyncActorError, ScheduleAborted
 from harness.explore import Race
 from harness.explore.scenario import explore_scenario
 from harness.scenario.yaml_loader import load_file
@@ -216,3 +217,33 @@ def test_an_unsupported_async_driver_is_a_clear_error(race: Race) -> None:
         race.actor("A", actor)
         with pytest.raises(AsyncActorError, match="aiomysql.connect .*Supported async drivers: psycopg 3"):
             race.replay("A")
+
+
+def test_a_hung_async_actor_is_reported_and_stopped(race: Race) -> None:
+    """An await that never reaches the database: a hang after hang_timeout, and the actor's loop is
+    woken so the abort stops it at once (not when its sleep ends)."""
+    race.options.hang_timeout = 1.0
+
+    async def sleeper() -> None:
+        await asyncio.sleep(120)
+
+    race.actor("A", sleeper)
+    started = time.monotonic()
+    outcome = race.replay("A")
+    assert outcome.violations and outcome.violations[0].startswith("hang:"), outcome.violations
+    # the actor ended with the abort (without the wake its thread would still sleep when the conductor
+    # gives up joining it, after 5 s, and it would have no result)
+    assert isinstance(outcome.results["A"].error, ScheduleAborted), outcome.results
+    assert time.monotonic() - started < 5.5, "the aborted async actor slept on"
+
+
+def test_the_docs_example_runs(database: Any) -> None:
+    """docs/asyncio.md's complete example, run as written (each test on a race of its own)."""
+    text_ = (ROOT / "docs" / "asyncio.md").read_text()
+    code = text_.split("```python\n", 1)[1].split("```", 1)[0]
+    ns: dict[str, Any] = {}
+    exec(compile(code, "docs/asyncio.md", "exec"), ns)
+    for test, args in ((ns["test_save_rule"], (False,)), (ns["test_save_rule"], (True,)),
+                       (ns["test_save_rule_through_an_async_engine"], ())):
+        with Race(database, name=f"docs-{test.__name__}-{args}") as race:
+            test(race, *args)

@@ -354,6 +354,11 @@ class Scheduler(Conductor):
             self._emit(Event(self._clock(), "fault", actor.name if actor else None, detail={"fault": kind, **detail}))
 
     async def _run_async(self, awaitable: Awaitable[Any]) -> Any:
+        actor, loop = self.current(), asyncio.get_running_loop()
+        if actor is not None:
+            def wake() -> None:
+                loop.call_soon_threadsafe(lambda: None)
+            actor.wake = wake
         try:
             return await awaitable
         finally:  # async connections live in this loop, which ends with the actor
