@@ -74,7 +74,7 @@ async def save_engine(engine: AsyncEngine, locked: bool) -> None:
             await conn.execute(text(INSERT))
 
 
-def rules_race(race: Race, save: Callable[[], Awaitable[None]]) -> None:
+def rules_race(race: Race, save: Callable[..., Awaitable[None]]) -> None:
     race.setup(RULES)
     race.teardown("DROP TABLE rules")
     race.actor("A", save)
@@ -247,3 +247,71 @@ def test_the_docs_example_runs(database: Any) -> None:
                        (ns["test_save_rule_through_an_async_engine"], ())):
         with Race(database, name=f"docs-{test.__name__}-{args}") as race:
             test(race, *args)
+
+
+def test_a_lost_commit_ack_on_an_async_actor_is_an_unknown_outcome(race: Race) -> None:
+    """lose_commit_ack: A's COMMIT is durable, its connection is closed before the answer; asyncpg's
+    connection error reaches A, and the op A marked has an unknown outcome, which check_durable accepts."""
+    url = dsn(race)
+
+    async def pay(ctx: Any) -> None:
+        with ctx.op("insert", "r1"):
+            await save_asyncpg(url, False)
+
+    race.setup(RULES)
+    race.teardown("DROP TABLE rules")
+    race.actor("A", pay)
+    race.fault("ack", race.lose_commit_ack("A"))
+    race.check_durable("durable", "SELECT name FROM rules")
+    outcome = race.replay("A A A A ack A")  # A: start, BEGIN, count, insert | ack | COMMIT
+    error = outcome.results["A"].error
+    assert isinstance(error, asyncpg.exceptions.ConnectionDoesNotExistError), repr(error)
+    assert [op.status for op in outcome.results["A"].ops] == ["unknown"]
+    # A's error is the only finding: the row is there and the unknown op may have it (check_durable holds)
+    assert len(outcome.violations) == 1 and outcome.violations[0].startswith(
+        "actor A raised ConnectionDoesNotExistError"), outcome.violations
+
+
+def test_a_deadlock_between_async_actors_names_a_victim_with_asyncpg_s_error(race: Race) -> None:
+    """Two asyncpg actors update two rows in opposite orders: the harness sees the cycle in the server and
+    breaks it; the victim gets asyncpg's DeadlockDetectedError, the same one on every replay."""
+    url = dsn(race)
+
+    def transfer(first: int, second: int) -> Callable[[], Awaitable[None]]:
+        async def run() -> None:
+            conn = await asyncpg.connect(url)
+            try:
+                async with conn.transaction():
+                    await conn.execute("UPDATE acct SET n = n + 1 WHERE id = $1", first)
+                    await conn.execute("UPDATE acct SET n = n + 1 WHERE id = $1", second)
+            finally:
+                await conn.close()
+        return run
+
+    race.setup("CREATE TABLE acct (id int PRIMARY KEY, n int); INSERT INTO acct VALUES (1, 0), (2, 0)")
+    race.teardown("DROP TABLE acct")
+    race.actor("A", transfer(1, 2))
+    race.actor("B", transfer(2, 1))
+    schedule = "A A A B B B A"  # each takes its first row, then asks for the other's
+    outcomes = [race.replay(schedule) for _ in range(2)]
+    victims = [{n: type(r.error).__name__ for n, r in o.results.items() if r.error is not None} for o in outcomes]
+    assert victims[0] == victims[1] and list(victims[0].values()) == ["DeadlockDetectedError"], victims
+    assert outcomes[0].labels == outcomes[1].labels
+
+
+def test_race_instrument_takes_a_connection_from_an_asyncpg_pool(race: Race) -> None:
+    """asyncpg's own pool opens connections without asyncpg.connect: ``ctx.instrument(conn)`` puts one
+    under the scheduler."""
+    url = dsn(race)
+
+    async def save(ctx: Any) -> None:
+        async with asyncpg.create_pool(url, min_size=1, max_size=1) as pool:
+            async with pool.acquire() as raw:
+                conn = ctx.instrument(raw)
+                async with conn.transaction():
+                    if await conn.fetchval(COUNT) == 0:
+                        await conn.execute(INSERT)
+
+    rules_race(race, save)
+    found = race.explore(max_schedules=60)
+    assert found.failure is not None and "check one_rule violated: expected 1, got 2" in found.failure.violations

@@ -248,6 +248,14 @@ class AsyncpgTransaction:
         return await self._tx("ROLLBACK" if exc[0] else "COMMIT", lambda: self.inner.__aexit__(*exc))
 
 
+def is_async_connection(conn: Any) -> bool:
+    """Whether ``conn`` is a connection of a supported async driver (instrumented or not)."""
+    if isinstance(conn, _AsyncProxy):
+        return True
+    module = type(conn).__module__
+    return module.startswith("asyncpg") or (module.startswith("psycopg") and type(conn).__name__ == "AsyncConnection")
+
+
 def instrument_async(conn: Any, sched: SchedulerRef, *, route: Route | None = None, quiet: bool = False) -> Any:
     """Wrap a psycopg AsyncConnection or an asyncpg Connection (opened in the running loop)."""
     if isinstance(conn, _AsyncProxy):
