@@ -24,6 +24,7 @@ BENCHMARKS: dict[str, str] = {
     "app_paths": "benchmarks.app_paths",
     "containers": "benchmarks.containers",
     "recording": "benchmarks.recording",
+    "async_paths": "benchmarks.async_paths",
 }
 
 #: benchmarks whose figures have no baseline by nature (a count of failures, not a speed)

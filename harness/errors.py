@@ -18,7 +18,7 @@ The hierarchy::
         ├── ScenarioRunError     a well-formed scenario cannot run here (setup SQL fails, no SQL for a backend)
         ├── ScheduleError        a schedule or its actors cannot be run as written
         │   ├── Divergence       a replayed schedule names a move that is not possible there
-        │   └── AsyncActorError  an actor returned a coroutine (its body would never run)
+        │   └── AsyncActorError  an async actor uses what the harness cannot schedule (an unsupported driver)
         ├── ClockError           a clock operation this backend cannot do, or a bad instant
         └── LockError            a harness lock misused (bad key, timeout or connection) or not acquired
 
@@ -91,7 +91,8 @@ class Divergence(ScheduleError):
 
 
 class AsyncActorError(ScheduleError):
-    """An actor returned a coroutine: it would never run (a false pass), so the run stops."""
+    """Async code under a race uses what the harness cannot schedule (an unsupported async driver, a
+    sync-only fault): its calls would run unseen (a false pass), so the run stops."""
 
 
 class ScheduleAborted(BaseException):

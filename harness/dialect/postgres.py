@@ -195,6 +195,9 @@ class PostgresDialect(Dialect):
         if isinstance(exc, psycopg.InterfaceError):  # used after it broke ("the connection is closed")
             return True
         code = getattr(exc, "sqlstate", None) or getattr(exc, "pgcode", None)
+        if type(exc).__module__.startswith("asyncpg"):  # an async actor's asyncpg connection
+            return type(exc).__name__ in ("ConnectionDoesNotExistError", "InterfaceError") or (
+                code is not None and (code[:2] == "08" or code in ("57P01", "57P02", "57P03")))
         # an app's psycopg2 connection: its own OperationalError / InterfaceError
         driver2 = type(exc).__module__.startswith("psycopg2")
         if driver2 and type(exc).__name__ == "InterfaceError":
@@ -250,9 +253,15 @@ class PostgresDialect(Dialect):
         message = _DEADLOCK_MESSAGE + " (cycle broken by race-harness: this session's wait closed it)"
         if type(exc).__module__.startswith("psycopg2"):  # an app's psycopg2 connection
             return _psycopg2_error("40P01", message)
+        if type(exc).__module__.startswith("asyncpg"):
+            return _asyncpg_error("40P01", message)
         return psycopg.errors.DeadlockDetected(message)
 
     def error_for(self, conn: Any, exc: BaseException) -> BaseException:
+        if any(k.__module__.startswith("asyncpg") for k in type(conn).__mro__):
+            code = getattr(exc, "sqlstate", None)
+            return _asyncpg_error(code, str(exc)) if code else importlib.import_module(
+                "asyncpg.exceptions").ConnectionDoesNotExistError(str(exc))  # as asyncpg says a lost connection
         if not any(k.__module__.startswith("psycopg2") for k in type(conn).__mro__):
             return exc
         code = getattr(exc, "sqlstate", None)
@@ -261,6 +270,12 @@ class PostgresDialect(Dialect):
         errors = importlib.import_module("psycopg2")
         err: BaseException = errors.OperationalError(str(exc))  # a lost connection, as psycopg2 says it
         return err
+
+
+def _asyncpg_error(code: str, message: str) -> BaseException:
+    """The error asyncpg raises for this SQLSTATE (an app on asyncpg catches asyncpg's classes)."""
+    err: BaseException = importlib.import_module("asyncpg.exceptions").PostgresError.new({"C": code, "M": message})
+    return err
 
 
 def _psycopg2_error(code: str, message: str) -> BaseException:

@@ -75,6 +75,7 @@ class _Actor:
     optional: bool = False  # a fault: may never move; skipped once every required actor is done
     skip: bool = False
     ops: list[Op] = field(default_factory=list)
+    wake: Callable[[], None] | None = None  # an async actor's: wakes its event loop (from any thread)
 
 
 @dataclass

@@ -2,10 +2,14 @@
 
 An app under test builds its own engine from a URL in its settings, with its own pool and driver.  While a
 race captures drivers, every connection that ``psycopg2.connect``, ``psycopg.connect``
-(``psycopg.Connection.connect``), ``pymysql.connect`` or ``MySQLdb.connect`` opens -- for the app's
-setup, its pool, or an actor -- comes back instrumented: inside an actor its execute/commit/rollback are
+(``psycopg.Connection.connect``), ``pymysql.connect``, ``MySQLdb.connect``, and the async
+``psycopg.AsyncConnection.connect`` and ``asyncpg.connect`` open -- for the app's setup, its pool, or
+an actor -- comes back instrumented: inside an actor its execute/commit/rollback are
 scheduling points, outside one they run straight through.  psycopg2 gets a ``connection_factory``
-subclass (its C code accepts nothing else, :mod:`.pg2`); the others a proxy (:mod:`.instrument`).
+subclass (its C code accepts nothing else, :mod:`.pg2`); the others a proxy (:mod:`.instrument`,
+:mod:`.aio`).  Async connections live only as long as the async actor's loop they were opened in: it
+closes them when it ends, and a pool holding one opens another at its next checkout.  Other async
+drivers' connect functions (aiomysql, asyncmy, aiopg) raise a clear error while a race captures.
 
 What is not a decision (so a pool's state never changes a schedule, and a replay on a warm pool follows
 the decisions of a cold one):
@@ -21,6 +25,7 @@ itself (callers in ``harness.*``) are never captured.
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import importlib.util
 import sys
@@ -28,13 +33,17 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from .aio import UNSUPPORTED, close_quietly, instrument_async, loop_of, unsupported_driver
 from .instrument import InstrumentedConnection, Route, SchedulerRef, instrument
 
 #: (module, attribute) of every connect function captured, where the module is installed
 TARGETS: tuple[tuple[str, str], ...] = (
     ("psycopg2", "connect"), ("psycopg", "connect"), ("psycopg", "Connection.connect"),
     ("pymysql", "connect"), ("pymysql", "Connect"), ("MySQLdb", "connect"), ("MySQLdb", "Connect"),
+    ("psycopg", "AsyncConnection.connect"), ("asyncpg", "connect"),  # async: they return a coroutine
+    *UNSUPPORTED,  # async drivers the harness cannot schedule: refused (aio.unsupported_driver)
 )
+ASYNC_TARGETS = frozenset({("psycopg", "AsyncConnection.connect"), ("asyncpg", "connect")})
 
 
 @dataclass
@@ -56,13 +65,27 @@ class DriverCapture:
             _PATCHES.pop(self)
 
     def live(self) -> list[Any]:
-        """The captured connections still open (for the reset between schedules)."""
+        """The captured sync connections still open (for the reset between schedules); async ones
+        never outlive the loop they were opened in (:meth:`close_loop_connections`)."""
         self.connections = [c for c in self.connections if not _closed(c)]
-        return list(self.connections)
+        return [c for c in self.connections if loop_of(c) is None]
+
+    async def close_loop_connections(self) -> None:
+        """At the end of an async actor, in its loop: close the async connections opened there.  A pool
+        still holding one finds it closed at its next checkout and opens another (:func:`_on_checkout`)."""
+        loop = asyncio.get_running_loop()
+        for conn in list(self.connections):
+            if loop_of(conn) is loop:
+                self.connections.remove(conn)
+                if not _closed(conn):
+                    await close_quietly(conn)
 
 
 def _closed(conn: Any) -> bool:
     raw = getattr(conn, "raw", conn)
+    is_closed = getattr(raw, "is_closed", None)  # asyncpg
+    if callable(is_closed):
+        return bool(is_closed())
     closed = getattr(raw, "closed", None)
     if closed is not None and not callable(closed):
         return bool(closed)  # psycopg 3 / psycopg2 (an int there)
@@ -124,7 +147,7 @@ class _Patches:
             if original is None:
                 continue
             self.saved.append((target, name, target.__dict__.get(name, original)))
-            setattr(target, name, self._wrap(module_name, original, classmethod_=bool(holder)))
+            setattr(target, name, self._wrap(module_name, attr, original, classmethod_=bool(holder)))
         _listen(True)
 
     def _uninstall(self) -> None:
@@ -133,13 +156,17 @@ class _Patches:
         self.saved.clear()
         _listen(False)
 
-    def _wrap(self, driver: str, original: Callable[..., Any], classmethod_: bool) -> Any:
+    def _wrap(self, driver: str, attr: str, original: Callable[..., Any], classmethod_: bool) -> Any:
         def connect_from(depth: int, args: Any, kwargs: Any) -> Any:
             # depth: frames between this function and the app's call (the wrapper, a classmethod shim)
             capture = self.owner()
             if capture is None or _from_harness(depth + 1):
                 return original(*args, **kwargs)
+            if (driver, attr) in UNSUPPORTED:
+                raise unsupported_driver(driver)
             route = Route(capture.sched, pooled=_from_pool(depth + 1))
+            if (driver, attr) in ASYNC_TARGETS:
+                return connect_async(capture, route, original(*args, **kwargs))
             if driver == "psycopg2":
                 from .pg2 import psycopg2_connection_factory
 
@@ -148,6 +175,11 @@ class _Patches:
                 conn: Any = original(*args, **kwargs)
             else:
                 conn = instrument(original(*args, **kwargs), capture.sched, route=route)
+            capture.connections.append(conn)
+            return conn
+
+        async def connect_async(capture: DriverCapture, route: Route, opening: Any) -> Any:
+            conn = instrument_async(await opening, capture.sched, route=route)
             capture.connections.append(conn)
             return conn
 
@@ -163,12 +195,24 @@ class _Patches:
 _PATCHES = _Patches()  # the process's connect functions are one shared resource: one owner of patches
 
 
+def _driver_connection(dbapi_connection: Any) -> Any:
+    """The captured connection under a pool's DBAPI connection (SQLAlchemy's async adapters wrap it)."""
+    if getattr(dbapi_connection, "harness_route", None) is None:
+        return getattr(dbapi_connection, "_connection", dbapi_connection)
+    return dbapi_connection
+
+
 def _route_of(dbapi_connection: Any) -> Route | None:
-    route = getattr(dbapi_connection, "harness_route", None)
+    route = getattr(_driver_connection(dbapi_connection), "harness_route", None)
     return route if isinstance(route, Route) else None
 
 
 def _on_checkout(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+    conn = _driver_connection(dbapi_connection)
+    if loop_of(conn) is not None and _closed(conn):  # closed with the loop of the async actor it served
+        from sqlalchemy.exc import DisconnectionError
+
+        raise DisconnectionError("race-harness closed this async connection with its actor's event loop")
     route = _route_of(dbapi_connection)
     if route is not None:
         route.checked_out = True

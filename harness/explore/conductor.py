@@ -370,13 +370,15 @@ class Conductor:
         with self.cond:
             self.aborted = True
             stuck = [a.sid for a in self.actors.values() if a.sid is not None]
-            in_python = [a.thread.ident for a in self.actors.values()
+            in_python = [(a.thread.ident, a.wake) for a in self.actors.values()
                          if a.state == RUNNING and a.sid is None and a.thread is not None and a.thread.ident]
             for actor in self.actors.values():
                 actor.go.set()
             self.cond.notify_all()
-        for ident in in_python:  # a loop or sleep in actor code: stop it at its next bytecode
+        for ident, wake in in_python:  # a loop or sleep in actor code: stop it at its next bytecode
             ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), ctypes.py_object(ScheduleAborted))
+            if wake is not None:  # an async actor's loop waiting in select: run a bytecode now
+                wake()
         for sid in stuck:
             try:
                 if self.dialect is not None and self.monitor is not None:

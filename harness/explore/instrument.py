@@ -37,6 +37,9 @@ def open_transaction(conn: Any) -> bool:
     ``server_status`` is no such witness: MariaDB leaves its in-transaction bit unset after a plain
     SELECT, whose COMMIT still ends a REPEATABLE READ snapshot."""
     conn = getattr(conn, "connection", conn)  # cursors name their connection
+    in_transaction = getattr(conn, "is_in_transaction", None)  # asyncpg
+    if callable(in_transaction):
+        return bool(in_transaction())
     info = getattr(conn, "info", None)
     status = getattr(info, "transaction_status", None)  # psycopg 3 and psycopg2: IDLE is 0
     if status is not None:
@@ -75,6 +78,8 @@ def session_id_of(conn: Any) -> int | None:
         return int(info.backend_pid)
     if hasattr(conn, "get_backend_pid"):  # psycopg2
         return int(conn.get_backend_pid())
+    if hasattr(conn, "get_server_pid"):  # asyncpg
+        return int(conn.get_server_pid())
     if hasattr(conn, "thread_id"):  # PyMySQL
         return int(conn.thread_id())
     return None

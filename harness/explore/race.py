@@ -174,12 +174,9 @@ class Race(FaultsMixin, ResourcesMixin, AppsMixin, SearchMixin, MinimizeMixin):
         self.close()
 
     def actor(self, name: str, fn: Callable[..., Any] | None = None) -> Any:
-        """Register an actor (usable as a decorator). ``fn()`` or ``fn(ctx)``."""
+        """Register an actor (usable as a decorator). ``fn()`` or ``fn(ctx)``; an ``async def`` one (or
+        one returning an awaitable) runs in an event loop of its own, on its own thread (docs/asyncio.md)."""
         def register(f: Callable[..., Any]) -> Callable[..., Any]:
-            if inspect.iscoroutinefunction(f):
-                raise AsyncActorError(f"actor {name!r} is an `async def` function: its body would never run, since "
-                                      "actors are plain functions run on threads; make it a plain function (call "
-                                      "async code with asyncio.run inside it).")
             if name in self.actors:
                 raise HarnessError(f"actor {name!r} is registered twice in race {self.name!r}.")
             self.actors[name] = f
@@ -353,6 +350,7 @@ class Race(FaultsMixin, ResourcesMixin, AppsMixin, SearchMixin, MinimizeMixin):
                               backend=self.backend, server=f"{self.database.server.flavor} "
                               f"{self.database.server.version}", options=self.options,
                               optional=frozenset(self.faults))
+            sched.loop_cleanup = self._capture.close_loop_connections
             if self._links:
                 sched.network_stalls, sched.on_stuck = self._network_stalls, self._heal_stalled
             self._scheduler = sched
@@ -364,6 +362,9 @@ class Race(FaultsMixin, ResourcesMixin, AppsMixin, SearchMixin, MinimizeMixin):
                 self._reset_captured()
                 for link in self._links.values():
                     link.reset()  # healed, up, no delay, no connection left
+            unsupported = [r.error for r in run.results.values() if isinstance(r.error, AsyncActorError)]
+            if unsupported:  # the actor used what the harness cannot schedule: no outcome to judge
+                raise unsupported[0]
             control = self._control()  # a new one if a crash fault restarted the server
             violations = self._evaluate(run, control)
             self._warn_if_unseen(run)

@@ -76,7 +76,12 @@ class ResourcesMixin(RaceBase):
         return psycopg2_connection_factory(self._sched)
 
     def instrument(self, conn: Any) -> Any:
-        """Put a DB-API connection an actor opened itself (psycopg 3, PyMySQL) under the scheduler."""
+        """Put a connection an actor opened itself (psycopg 3, PyMySQL; in an async actor psycopg's
+        AsyncConnection or an asyncpg connection, e.g. from an asyncpg pool) under the scheduler."""
+        from .aio import instrument_async, is_async_connection
+
+        if is_async_connection(conn):  # its owner closes it (a pool, the actor), in the actor's loop
+            return instrument_async(conn, self._sched)
         self._opened.append(conn)
         return instrument(conn, self._sched)
 

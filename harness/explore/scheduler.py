@@ -22,10 +22,12 @@ broken by the harness at once, its victim the actor whose wait closed it.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import threading
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator
+from contextvars import ContextVar
+from typing import Any, Awaitable, Callable, Iterator
 
 from ..trace import Event, StepResult, WaitEdge
 from .actors import (
@@ -50,11 +52,23 @@ __all__ = ["ActorResult", "AsyncActorError", "Chooser", "Divergence", "FaultSkip
            "ScheduleRun", "Scheduler", "SchedulerOptions"]
 
 
+#: the running actor, per context: set in each actor's thread, inherited by an async actor's tasks
+CURRENT_ACTOR: ContextVar[tuple["Scheduler", _Actor] | None] = ContextVar("harness_actor", default=None)
+
+
 class Scheduler(Conductor):
     """One schedule of a set of actors; create a new one per schedule.  Actor threads call the methods
     below at their scheduling points; the decisions are the conductor's."""
 
+    #: awaited at the end of each async actor, in its loop (the race closes the connections opened there)
+    loop_cleanup: Callable[[], Awaitable[None]] | None = None
+
     def current(self) -> _Actor | None:
+        """The actor running this code: the context's (an async actor's tasks and the threads it hands
+        work to inherit it), else the thread's."""
+        held = CURRENT_ACTOR.get()
+        if held is not None and held[0] is self:
+            return held[1]
         return self._by_thread.get(threading.get_ident())
 
     def register_session(self, sid: int) -> None:
@@ -152,45 +166,78 @@ class Scheduler(Conductor):
         actor = self.current()
         if actor is None or actor.in_call:  # outside actors, or a driver call inside an instrumented one
             return fn()
+        self._begin_call(actor, label, sid, point, step, sql, params, note)
+        outcome: list[Any] = [None, None]  # value, error: what the call's complete event reports
+        try:
+            outcome[0] = self._call_value(actor, fn())
+            return outcome[0]
+        except BaseException as exc:
+            return self._call_failed(actor, exc, commits, on_error, outcome)
+        finally:
+            self._end_call(actor, label, outcome)
+
+    async def acall(self, label: str, sid: int | None, fn: Callable[[], Awaitable[Any]], *, point: bool = True,
+                    commits: bool = False, params: str | None = None) -> Any:
+        """:meth:`call` for an awaited database call of an async actor (see :mod:`.aio`).  The point
+        and the pause after a wait block the actor's thread, which runs only that actor's event loop."""
+        actor = self.current()
+        if actor is None or actor.in_call:
+            return await fn()
+        self._begin_call(actor, label, sid, point, None, None, params, None)
+        outcome: list[Any] = [None, None]
+        try:
+            outcome[0] = self._call_value(actor, await fn())
+            return outcome[0]
+        except BaseException as exc:
+            return self._call_failed(actor, exc, commits, None, outcome)
+        finally:
+            self._end_call(actor, label, outcome)
+
+    def _begin_call(self, actor: _Actor, label: str, sid: int | None, point: bool, step: str | None,
+                    sql: str | None, params: str | None, note: dict[str, Any] | None) -> None:
         if point:
             self.point(label)
         with self.cond:
             actor.in_call = True
             actor.sid, actor.op_seq, actor.blocked_in_call, actor.victim = sid, actor.op_seq + 1, False, False
             actor.step, actor.sql, actor.fired, actor.params, actor.note = step, sql, None, params, note
-        error: BaseException | None = None
-        value: Any = None
-        try:
-            value = fn()
-            if actor.victim and isinstance(value, StepResult) and value.error is not None and self.dialect:
-                value.error = self.dialect.deadlock_info(value.error)  # a scenario step's result
-            return value
-        except BaseException as exc:
-            error = exc
-            if actor.victim and self.dialect is not None:  # the harness broke a cycle through this call
-                error = self.dialect.deadlock_error(exc)
-            if commits and self.dialect is not None and self.dialect.is_connection_error(error):
-                mark_indeterminate(error)
-            if on_error is not None and not isinstance(exc, (ScheduleAborted, FaultSkipped)):
-                value, error = on_error(error), None
-                return value
-            if error is exc:
-                raise
-            raise error from None
-        finally:
-            with self.cond:
-                actor.in_call = False
-                # only a wait confirmed at a settled point makes the actor pause after its call: one
-                # that began and ended between two decisions is not part of the schedule
-                was_blocked = actor.blocked_in_call
-                actor.sid, actor.blocked_in_call, actor.edges, actor.reported = None, False, [], None
-                self._event("complete", actor, label, error=error, after_wait=was_blocked,
-                            result=value if isinstance(value, StepResult) else None)
-                actor.step = actor.sql = None
-                actor.state, actor.label = (READY, f"resume after {label}") if was_blocked else (RUNNING, label)
-                self._changed()
-            if was_blocked and not self.aborted:
-                self._wait_grant(actor)
+
+    def _call_value(self, actor: _Actor, value: Any) -> Any:
+        if actor.victim and isinstance(value, StepResult) and value.error is not None and self.dialect:
+            value.error = self.dialect.deadlock_info(value.error)  # a scenario step's result
+        return value
+
+    def _call_failed(self, actor: _Actor, exc: BaseException, commits: bool,
+                     on_error: Callable[[BaseException], Any] | None, outcome: list[Any]) -> Any:
+        """The call raised ``exc``: raise what the app should see, or return ``on_error``'s result."""
+        error = exc
+        if actor.victim and self.dialect is not None:  # the harness broke a cycle through this call
+            error = self.dialect.deadlock_error(exc)
+        if commits and self.dialect is not None and self.dialect.is_connection_error(error):
+            mark_indeterminate(error)
+        if on_error is not None and not isinstance(exc, (ScheduleAborted, FaultSkipped)):
+            outcome[0] = on_error(error)
+            return outcome[0]
+        outcome[1] = error
+        if error is exc:
+            raise exc
+        raise error from None
+
+    def _end_call(self, actor: _Actor, label: str, outcome: list[Any]) -> None:
+        value, error = outcome
+        with self.cond:
+            actor.in_call = False
+            # only a wait confirmed at a settled point makes the actor pause after its call: one
+            # that began and ended between two decisions is not part of the schedule
+            was_blocked = actor.blocked_in_call
+            actor.sid, actor.blocked_in_call, actor.edges, actor.reported = None, False, [], None
+            self._event("complete", actor, label, error=error, after_wait=was_blocked,
+                        result=value if isinstance(value, StepResult) else None)
+            actor.step = actor.sql = None
+            actor.state, actor.label = (READY, f"resume after {label}") if was_blocked else (RUNNING, label)
+            self._changed()
+        if was_blocked and not self.aborted:
+            self._wait_grant(actor)
 
     def db_call(self, label: str, sid: int | None, fn: Callable[[], Any], *, conn: Any, point: bool = True,
                 commits: bool = False, faults: bool = True, step: str | None = None,
@@ -201,11 +248,7 @@ class Scheduler(Conductor):
         lost acknowledgement after a call that commits -- the connection is closed and the driver's
         connection-lost error raised."""
         def with_faults() -> Any:
-            fault = self.take_fault(label, commits) if faults else None
-            if fault is not None and fault[0] in ("error", "lost_ack") and self.dialect is not None:
-                fault = fault[0], self.dialect.error_for(conn, fault[1])
-            if fault is not None and fault[0] == "error":
-                raise fault[1]
+            fault = self._fault(label, commits, faults, conn)
             if fault is not None and fault[0] == "before":
                 fault[1](conn)
             value = fn()
@@ -218,6 +261,40 @@ class Scheduler(Conductor):
 
         return self.call(label, sid, with_faults, point=point, commits=commits, step=step, sql=sql, on_error=on_error,
                          params=params, note=note)
+
+    async def adb_call(self, label: str, sid: int | None, fn: Callable[[], Awaitable[Any]], *, conn: Any,
+                       point: bool = True, commits: bool = False, params: str | None = None) -> Any:
+        """:meth:`db_call` for an awaited call of an async connection (its close is awaited too)."""
+        async def with_faults() -> Any:
+            fault = self._fault(label, commits, True, conn)
+            if fault is not None and fault[0] == "before":
+                raise AsyncActorError(f"the fault armed for this call ({self.current_fault_name()}) runs SQL on "
+                                      "a DB-API connection before it, which an async connection is not; clock "
+                                      "skew faults work on sync connections only (psycopg, psycopg2, PyMySQL).")
+            value = await fn()
+            if fault is not None and fault[0] == "lost_ack":
+                try:
+                    closing = conn.close()
+                    if inspect.isawaitable(closing):
+                        await closing
+                finally:
+                    raise fault[1]
+            return value
+
+        return await self.acall(label, sid, with_faults, point=point, commits=commits, params=params)
+
+    def current_fault_name(self) -> str | None:
+        actor = self.current()
+        return actor.fired if actor is not None else None
+
+    def _fault(self, label: str, commits: bool, faults: bool, conn: Any) -> tuple[str, Any] | None:
+        """The armed fault that fires at this call (after the grant); an injected error is raised here."""
+        fault = self.take_fault(label, commits) if faults else None
+        if fault is not None and fault[0] in ("error", "lost_ack") and self.dialect is not None:
+            fault = fault[0], self.dialect.error_for(conn, fault[1])
+        if fault is not None and fault[0] == "error":
+            raise fault[1]
+        return fault
 
     def lock_blocked(self, lock: str, key: str, holder: str | None) -> None:
         """The current actor failed to take a lock the database cannot see (e.g. Redis) and will wait."""
@@ -277,6 +354,18 @@ class Scheduler(Conductor):
         with self.cond:
             self._emit(Event(self._clock(), "fault", actor.name if actor else None, detail={"fault": kind, **detail}))
 
+    async def _run_async(self, awaitable: Awaitable[Any]) -> Any:
+        actor, loop = self.current(), asyncio.get_running_loop()
+        if actor is not None:
+            def wake() -> None:
+                loop.call_soon_threadsafe(lambda: None)
+            actor.wake = wake
+        try:
+            return await awaitable
+        finally:  # async connections live in this loop, which ends with the actor
+            if self.loop_cleanup is not None:
+                await self.loop_cleanup()
+
     def _holder_name(self, holder: str | None) -> str | None:
         if holder is None:
             return None
@@ -288,16 +377,12 @@ class Scheduler(Conductor):
     def _actor_main(self, actor: _Actor) -> None:
         with self.cond:  # before anything else, so the actor's first point is a real one
             self._by_thread[threading.get_ident()] = actor
+        CURRENT_ACTOR.set((self, actor))
         try:
             self.point("start")
             value = actor.fn()
-            if inspect.isawaitable(value):  # an `async def` actor: its body never ran
-                close = getattr(value, "close", None)
-                if close is not None:
-                    close()
-                raise AsyncActorError(f"actor {actor.name} returned a coroutine (an `async def` actor?): its "
-                                      "body would never run, since actors are plain functions run on threads; "
-                                      "make it a plain function (call async code with asyncio.run inside it).")
+            if inspect.isawaitable(value):  # an `async def` actor: its own event loop, on its own thread
+                value = asyncio.run(self._run_async(value))
             actor.result = ActorResult(actor.name, value=value)
         except ScheduleAborted:
             actor.result = ActorResult(actor.name, error=ScheduleAborted("schedule aborted"))
