@@ -53,6 +53,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help='replay this schedule (e.g. "A A B A") in race tests instead of exploring')
     group.addoption("--harness-report", dest="harness_report", default=None, metavar="DIR",
                     help="write the HTML report and JSON results of scenario items into DIR")
+    group.addoption("--harness-shard", dest="harness_shard", default=None, metavar="K/N",
+                    help="run shard K of N of every exploration (default: $HARNESS_SHARD)")
 
 
 def _settings(config: pytest.Config) -> Settings:
@@ -73,6 +75,10 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "backends(*names): run this test only on these backends")
     try:
         settings = _settings(config)
+        if config.getoption("harness_shard") or os.environ.get("HARNESS_SHARD"):  # a bad K/N: a usage error
+            from .explore.shard import resolve_shard
+
+            resolve_shard(config.getoption("harness_shard"))
     except HarnessError as exc:
         raise pytest.UsageError(sanitize(str(exc))) from None
     workerinput = getattr(config, "workerinput", None)
@@ -272,6 +278,7 @@ def race(request: pytest.FixtureRequest, database: Database, server_pool: Server
              replay_hint=lambda sched: f"pytest {shlex.quote(nodeid)} --harness-replay {shlex.quote(sched)}",
              forced_schedule=request.config.getoption("harness_replay"),
              save_dir=request.config.rootpath / "reports" / "schedules")
+    r.shard = request.config.getoption("harness_shard")
     try:
         yield r
     finally:
@@ -367,7 +374,7 @@ class ExplorationItem(ScenarioItem):
         self.outcome = explore_scenario(self.scenario, self.backend, server, redis=lambda: _get(pool, "redis").info,
                                         schedule=self.config.getoption("harness_replay"),
                                         database_dir=str(self.config.rootpath / ".hypothesis" / "harness"),
-                                        private=pool.private)
+                                        private=pool.private, shard=self.config.getoption("harness_shard"))
         if not self.outcome.passed:
             raise ScenarioFailure(self.outcome)
 

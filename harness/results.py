@@ -36,6 +36,8 @@ class Outcome:
     exhausted: bool = False  # explorations: every distinct schedule was tried
     stop_reason: str | None = None  # explorations: why the search stopped (failure found, budget, exhausted)
     replayed: bool = False  # explorations: the schedule was given by the user, not found and minimized
+    shard: str | None = None  # explorations: "K/N" when one shard's part (harness/explore/shard.py)
+    found_key: list[int] | None = None  # explorations: orders shards' failures as one search would find them
 
     @property
     def replay_argv(self) -> list[str]:
@@ -60,7 +62,7 @@ class Outcome:
             "duration": round(self.duration, 6), "error": self.error, "kind": self.kind,
             "schedules_run": self.schedules_run, "seed": self.seed, "found_after": self.found_after,
             "preemptions": self.preemptions, "exhausted": self.exhausted, "stop_reason": self.stop_reason,
-            "replayed": self.replayed, "replay": self.replay,
+            "replayed": self.replayed, "replay": self.replay, "shard": self.shard, "found_key": self.found_key,
             "trace": self.trace.to_json() if self.trace else None})
         return data
 
@@ -73,7 +75,7 @@ class Outcome:
                    schedules_run=d.get("schedules_run", 1), seed=d.get("seed"),
                    found_after=d.get("found_after"), preemptions=d.get("preemptions"),
                    exhausted=d.get("exhausted", False), stop_reason=d.get("stop_reason"),
-                   replayed=d.get("replayed", False),
+                   replayed=d.get("replayed", False), shard=d.get("shard"), found_key=d.get("found_key"),
                    trace=Trace.from_json(d["trace"]) if d.get("trace") else None)
 
 
