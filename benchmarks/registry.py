@@ -21,6 +21,8 @@ BENCHMARKS: dict[str, str] = {
     "determinism": "benchmarks.determinism",
     "startup": "benchmarks.startup",
     "shrink": "benchmarks.shrink",
+    "shard": "benchmarks.shard",
+    "isolation_regress": "benchmarks.isolation_regress",
 }
 
 #: benchmarks whose figures have no baseline by nature (a count of failures, not a speed)
