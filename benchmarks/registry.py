@@ -23,6 +23,7 @@ BENCHMARKS: dict[str, str] = {
     "shrink": "benchmarks.shrink",
     "shard": "benchmarks.shard",
     "isolation_regress": "benchmarks.isolation_regress",
+    "spread": "benchmarks.spread",
 }
 
 #: benchmarks whose figures have no baseline by nature (a count of failures, not a speed)

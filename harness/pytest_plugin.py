@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from . import pytest_spread
 from .config import BACKENDS, Settings, load_settings
 from .errors import HarnessError
 from .pool import ServerPool
@@ -55,6 +56,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="write the HTML report and JSON results of scenario items into DIR")
     group.addoption("--harness-shard", dest="harness_shard", default=None, metavar="K/N",
                     help="run shard K of N of every exploration (default: $HARNESS_SHARD)")
+    pytest_spread.add_option(group)
 
 
 def _settings(config: pytest.Config) -> Settings:
@@ -85,6 +87,7 @@ def pytest_configure(config: pytest.Config) -> None:
     handle_sigterm()  # SIGTERM unwinds like Ctrl-C: pytest_unconfigure stops the servers
     attached = json.loads(workerinput[WORKERINPUT_KEY]) if workerinput and WORKERINPUT_KEY in workerinput else {}
     pool = config.stash[POOL_KEY] = ServerPool(settings, attached)
+    pytest_spread.configure(config)
     if workerinput and CONTROLLER_PID_KEY in workerinput:  # a killed controller takes its workers along
         die_with_parent(int(workerinput[CONTROLLER_PID_KEY]), lambda: _orphan_cleanup(pool))
     report_dir = config.getoption("harness_report")
@@ -154,9 +157,11 @@ class _ReportWriter:
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         from .report.html import write_report
         from .results import Outcome, RunResults
+        from .results_merge import merge_results
 
         results = RunResults(outcomes=[Outcome.from_json(json.loads(v)) for v in self.outcomes],
                              command=mask_url("pytest " + " ".join(self.config.invocation_params.args)))
+        results = merge_results([results])[0]  # --harness-spread: an exploration's shards as one
         results.servers = {b: o.trace.server for v in self.outcomes
                            for o in [Outcome.from_json(json.loads(v))] for b in [o.backend] if o.trace}
         path = write_report(results, self.folder)
@@ -324,15 +329,16 @@ class ScenarioFile(pytest.File):
             for il in interleavings:
                 yield ScenarioItem.from_parent(self, name=f"{backend}:{il.label}", scenario=scenario,
                                                backend=backend, interleaving=il)
-            if scenario.explore is not None:
-                yield ExplorationItem.from_parent(self, name=f"{backend}:explore", scenario=scenario,
-                                                  backend=backend, interleaving=None)
+            for shard in pytest_spread.shards(self.config) if scenario.explore is not None else []:
+                yield ExplorationItem.from_parent(self, name=f"{backend}:explore" + (f"[{shard}]" if shard else ""),
+                                                  scenario=scenario, backend=backend, interleaving=None, shard=shard)
 
 
 class ScenarioItem(pytest.Item):
-    def __init__(self, *, scenario: Any, backend: str, interleaving: Any, **kwargs: Any) -> None:
+    def __init__(self, *, scenario: Any, backend: str, interleaving: Any, shard: str | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.scenario, self.backend, self.interleaving = scenario, backend, interleaving
+        self.scenario, self.backend, self.interleaving, self.shard = scenario, backend, interleaving, shard
         self.outcome: Any = None
 
     def runtest(self) -> None:
@@ -371,10 +377,10 @@ class ExplorationItem(ScenarioItem):
 
         pool = self.config.stash[POOL_KEY]
         server = _get(pool, self.backend)
-        self.outcome = explore_scenario(self.scenario, self.backend, server, redis=lambda: _get(pool, "redis").info,
-                                        schedule=self.config.getoption("harness_replay"),
-                                        database_dir=str(self.config.rootpath / ".hypothesis" / "harness"),
-                                        private=pool.private, shard=self.config.getoption("harness_shard"))
+        self.outcome = pytest_spread.run_shard(self, self.shard, lambda shard, progress: explore_scenario(
+            self.scenario, self.backend, server, redis=lambda: _get(pool, "redis").info,
+            schedule=self.config.getoption("harness_replay"), progress=progress, shard=shard,
+            database_dir=str(self.config.rootpath / ".hypothesis" / "harness"), private=pool.private))
         if not self.outcome.passed:
             raise ScenarioFailure(self.outcome)
 
