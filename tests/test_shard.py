@@ -132,3 +132,14 @@ def test_the_shard_from_the_environment_reaches_the_json_results(tmp_path: Path)
     assert outcome.shard == "2/2" and outcome.exhausted and outcome.passed
     bad = run_harness("explore", str(FIXED), "--backend", "postgres", env={"HARNESS_SHARD": "0/3"})
     assert bad.returncode == 2 and "HARNESS_SHARD '0/3': expected K/N" in bad.stderr
+
+
+def test_the_derandomized_ci_profile_explores_with_and_without_shards(tmp_path: Path) -> None:
+    """`ci` is derandomized, which Hypothesis allows only without an example database (it raised
+    InvalidArgument before); a shard replaces derandomize by its own seed and keeps the database."""
+    for extra in ([], ["--shard", "1/2"]):
+        done = run_harness("explore", str(BROKEN), "--backend", "postgres", "--strategy", "hypothesis",
+                           "--json", str(tmp_path / "r.json"), *extra, env={"HARNESS_PROFILE": "ci"})
+        assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr[-2000:]
+        (outcome,) = RunResults.from_json(json.loads((tmp_path / "r.json").read_text())).outcomes
+        assert outcome.passed and outcome.schedule and outcome.shard == ("1/2" if extra else None)
