@@ -88,6 +88,7 @@ def pytest_configure(config: pytest.Config) -> None:
     attached = json.loads(workerinput[WORKERINPUT_KEY]) if workerinput and WORKERINPUT_KEY in workerinput else {}
     pool = config.stash[POOL_KEY] = ServerPool(settings, attached)
     pytest_spread.configure(config)
+    config.pluginmanager.register(pytest_spread, "harness-spread")  # its fixture and hooks for race tests
     if workerinput and CONTROLLER_PID_KEY in workerinput:  # a killed controller takes its workers along
         die_with_parent(int(workerinput[CONTROLLER_PID_KEY]), lambda: _orphan_cleanup(pool))
     report_dir = config.getoption("harness_report")
@@ -268,7 +269,8 @@ def server_factory(harness_settings: Settings) -> Iterator[Callable[[str], Serve
 
 
 @pytest.fixture
-def race(request: pytest.FixtureRequest, database: Database, server_pool: ServerPool) -> Iterator[Race]:
+def race(request: pytest.FixtureRequest, database: Database, server_pool: ServerPool,
+         harness_spread_shard: str | None) -> Iterator[Race]:
     """A :class:`harness.explore.Race` on a fresh database of the current backend.
 
     ``race.assert_no_race(N)`` explores N schedules and fails with the minimal schedule and the exact
@@ -278,12 +280,12 @@ def race(request: pytest.FixtureRequest, database: Database, server_pool: Server
 
     from .explore.race import Race
 
-    nodeid = request.node.nodeid
-    r = Race(database, name=request.node.name, redis=lambda: _get(server_pool, "redis").info,
+    nodeid, shard = pytest_spread.unsharded(request.node.nodeid, harness_spread_shard), harness_spread_shard
+    r = Race(database, name=pytest_spread.unsharded(request.node.name, shard), redis=lambda: _get(server_pool, "redis").info,
              replay_hint=lambda sched: f"pytest {shlex.quote(nodeid)} --harness-replay {shlex.quote(sched)}",
              forced_schedule=request.config.getoption("harness_replay"),
              save_dir=request.config.rootpath / "reports" / "schedules")
-    r.shard = request.config.getoption("harness_shard")
+    r.shard, r.progress = shard or request.config.getoption("harness_shard"), pytest_spread.checker(request.node, shard)
     try:
         yield r
     finally:

@@ -103,6 +103,63 @@ def shards(config: pytest.Config) -> list[str | None]:
     return [f"{k}/{spread}" for k in range(1, spread + 1)] if spread else [None]
 
 
+# -- race tests (the ``race`` fixture): a parameter per shard ------------------------------------------
+
+SHARD_ARG = "harness_spread_shard"
+
+
+def _shard_id(shard: str) -> str:
+    return "shard" + shard.replace("/", "of")
+
+
+def unsharded(text: str, shard: str | None) -> str:
+    """A node id or name without the shard's parameter id (the exploration all its shards share)."""
+    if not shard:
+        return text
+    return text.replace(f"-{_shard_id(shard)}]", "]").replace(f"[{_shard_id(shard)}-", "[").replace(
+        f"[{_shard_id(shard)}]", "")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if metafunc.config.getoption("harness_spread", None) and SHARD_ARG in metafunc.fixturenames:
+        parts = shards(metafunc.config)
+        metafunc.parametrize(SHARD_ARG, parts, ids=[_shard_id(str(p)) for p in parts], indirect=True)
+
+
+@pytest.fixture
+def harness_spread_shard(request: pytest.FixtureRequest) -> str | None:
+    """This race test's shard under ``--harness-spread`` (None otherwise)."""
+    shard: str | None = getattr(request, "param", None)
+    return shard
+
+
+def checker(item: Any, shard: str | None) -> Callable[[int, int], None] | None:
+    """The race's progress callback that stops its shard when another one failed."""
+    return item.config.stash[BOARD_KEY].checker(unsharded(item.nodeid, shard)) if shard else None
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Any:
+    """A race test's shard: skipped when another shard failed first; its own failure stops the others."""
+    callspec = getattr(item, "callspec", None)
+    shard = callspec.params.get(SHARD_ARG) if callspec is not None else None
+    if not shard:
+        return (yield)
+    board, exploration = item.config.stash[BOARD_KEY], unsharded(item.nodeid, shard)
+    winner = board.winner(exploration)
+    if winner is not None:
+        pytest.skip(f"shard {winner} found the failure first")
+    try:
+        return (yield)
+    except SpreadStopped as stopped:
+        pytest.skip(f"stopped: shard {stopped.winner} found the failure first")
+    except Exception:
+        board.announce(exploration, shard)
+        raise
+
+
+# -- scenario explorations: an item per shard ------------------------------------------------------
+
 def run_shard(item: Any, shard: str | None, explore: Callable[[Any, Any], Outcome]) -> Outcome:
     """``explore(shard, progress)`` for this item, stopping (as a skip) when another shard wins."""
     if shard is None:

@@ -127,7 +127,7 @@ class SearchMixin(RaceBase):
         budget = part.budget(total)
         seed = seed if seed is not None else 0
         start = time.perf_counter()
-        tally = _Tally(budget, progress=progress)
+        tally = _Tally(budget, progress=progress or self.progress)
         run = _SearchRun(self, tally, budget, profile, database_dir, seed, preemption_bound, pct_depth, stop_at_first,
                          part, total)
         # one unrecorded run first: lazy initialisation in the code under test (an ORM's first connect
