@@ -25,6 +25,9 @@ BENCHMARKS: dict[str, str] = {
     "containers": "benchmarks.containers",
     "recording": "benchmarks.recording",
     "async_paths": "benchmarks.async_paths",
+    "shard": "benchmarks.shard",
+    "isolation_regress": "benchmarks.isolation_regress",
+    "spread": "benchmarks.spread",
 }
 
 #: benchmarks whose figures have no baseline by nature (a count of failures, not a speed)

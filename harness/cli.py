@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -116,6 +117,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         if schedule is not None:
             parse_schedule_arg(scenarios[0], schedule)
     exploring_only = args.command == "explore"
+    if getattr(args, "shard", None) or os.environ.get("HARNESS_SHARD"):  # a bad K/N is a usage error, now
+        from .explore.shard import resolve_shard
+
+        args.shard = resolve_shard(getattr(args, "shard", None))
 
     results = RunResults(started=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                          harness_version=__version__, command=mask_url(" ".join(["harness", *sys.argv[1:]])))
@@ -167,12 +172,14 @@ def _explore_one(scenario: Scenario, backend: str, server: Server, pool: ServerP
     from .report.progress import ExplorationProgress
 
     budget = getattr(args, "schedules", None) or (scenario.explore.schedules if scenario.explore else 100)
-    with ExplorationProgress(budget, f"{scenario.name} [{backend}]") as bar:
+    shard = getattr(args, "shard", None)
+    with ExplorationProgress(shard.budget(budget) if shard else budget,
+                             f"{scenario.name} [{backend}]" + (f" shard {shard}" if shard else "")) as bar:
         outcome = explore_scenario(scenario, backend, server, redis=lambda: pool.get("redis").info,
                                    schedules=getattr(args, "schedules", None),
                                    strategy=getattr(args, "strategy", None), seed=getattr(args, "seed", None),
                                    schedule=schedule,
-                                   progress=lambda done, total: bar.advance(0), private=pool.private)
+                                   progress=lambda done, total: bar.advance(0), private=pool.private, shard=shard)
     if outcome.schedule and schedule is None:  # keep the found schedule for `harness replay FILE`
         from .replay import save_schedule
 
@@ -198,8 +205,23 @@ def cmd_replay(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from .report.html import render_file
 
-    out = render_file(Path(args.results), Path(args.output))
-    print(f"report: {out}")
+    if len(args.results) == 1 and not args.json and not args.junit:
+        print(f"report: {render_file(Path(args.results[0]), Path(args.output))}")
+        return 0
+    import tempfile
+
+    from .results_merge import merge_files, write_junit
+
+    with tempfile.TemporaryDirectory() as tmp:  # the report is rendered from the merged JSON file
+        merged_json = Path(args.json or Path(tmp) / "results.json")
+        merged, warnings = merge_files([Path(p) for p in args.results], merged_json)
+        for warning in warnings:
+            print(f"harness: warning: {sanitize(warning)}", file=sys.stderr)
+        print(f"report: {render_file(merged_json, Path(args.output))}")
+    if args.json:
+        print(f"results: {args.json}")
+    if args.junit:
+        print(f"junit: {write_junit(merged, Path(args.junit))}")
     return 0
 
 
@@ -218,6 +240,10 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected at least 1 schedule, not {value}")
     return value
+
+
+SHARD_HELP = ("K/N: run shard K of N of every exploration (default: $HARNESS_SHARD); the budget is the total "
+              "over the shards; merge the --json files with `harness report`")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -249,6 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", help="write the JSON results file here")
     p.add_argument("--report", help="write the HTML report into this folder")
     p.add_argument("--schedule", help='replay this exploration schedule exactly, e.g. "A A B A"')
+    p.add_argument("--shard", help=SHARD_HELP)
     _add_server_options(p)
     p.set_defaults(func=cmd_run)
     p = sub.add_parser("explore", help="search the schedules of a scenario (Hypothesis by default)")
@@ -257,6 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strategy", choices=["auto", "hypothesis", "exhaustive", "pct", "random"],
                    help="auto (default): stored failures, then every schedule with <= 1 preemption, then Hypothesis")
     p.add_argument("--seed", type=int, help="seed for pct/random")
+    p.add_argument("--shard", help=SHARD_HELP)
     p.add_argument("-v", "--verbose", action="store_true")
     p.add_argument("--json", help="write the JSON results file here")
     p.add_argument("--report", help="write the HTML report into this folder")
@@ -265,9 +293,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("replay", help="replay a saved failing schedule (reports/schedules/*.json)")
     p.add_argument("saved", help="the saved schedule file")
     p.set_defaults(func=cmd_replay)
-    p = sub.add_parser("report", help="re-render the HTML report from a JSON results file")
-    p.add_argument("results", help="results JSON written by --json / --report")
+    p = sub.add_parser("report", help="render the HTML report from JSON results files (shards merged)")
+    p.add_argument("results", nargs="+", help="results JSON written by --json / --report; several are merged")
     p.add_argument("-o", "--output", required=True, help="the HTML file to write")
+    p.add_argument("--json", help="also write the merged JSON results here")
+    p.add_argument("--junit", help="also write the (merged) results as JUnit XML here")
     p.set_defaults(func=cmd_report)
     p = sub.add_parser("isolationtester", help="drop-in for PostgreSQL's isolationtester (spec on stdin)")
     p.add_argument("args", nargs=argparse.REMAINDER, help="[CONNINFO]")

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from . import pytest_spread
 from .config import BACKENDS, Settings, load_settings
 from .errors import HarnessError
 from .pool import ServerPool
@@ -53,6 +54,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help='replay this schedule (e.g. "A A B A") in race tests instead of exploring')
     group.addoption("--harness-report", dest="harness_report", default=None, metavar="DIR",
                     help="write the HTML report and JSON results of scenario items into DIR")
+    group.addoption("--harness-shard", dest="harness_shard", default=None, metavar="K/N",
+                    help="run shard K of N of every exploration (default: $HARNESS_SHARD)")
+    pytest_spread.add_option(group)
 
 
 def _settings(config: pytest.Config) -> Settings:
@@ -73,12 +77,18 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "backends(*names): run this test only on these backends")
     try:
         settings = _settings(config)
+        if config.getoption("harness_shard") or os.environ.get("HARNESS_SHARD"):  # a bad K/N: a usage error
+            from .explore.shard import resolve_shard
+
+            resolve_shard(config.getoption("harness_shard"))
     except HarnessError as exc:
         raise pytest.UsageError(sanitize(str(exc))) from None
     workerinput = getattr(config, "workerinput", None)
     handle_sigterm()  # SIGTERM unwinds like Ctrl-C: pytest_unconfigure stops the servers
     attached = json.loads(workerinput[WORKERINPUT_KEY]) if workerinput and WORKERINPUT_KEY in workerinput else {}
     pool = config.stash[POOL_KEY] = ServerPool(settings, attached)
+    pytest_spread.configure(config)
+    config.pluginmanager.register(pytest_spread, "harness-spread")  # its fixture and hooks for race tests
     if workerinput and CONTROLLER_PID_KEY in workerinput:  # a killed controller takes its workers along
         die_with_parent(int(workerinput[CONTROLLER_PID_KEY]), lambda: _orphan_cleanup(pool))
     report_dir = config.getoption("harness_report")
@@ -151,9 +161,11 @@ class _ReportWriter:
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         from .report.html import write_report
         from .results import Outcome, RunResults
+        from .results_merge import merge_results
 
         results = RunResults(outcomes=[Outcome.from_json(json.loads(v)) for v in self.outcomes],
                              command=mask_url("pytest " + " ".join(self.config.invocation_params.args)))
+        results = merge_results([results])[0]  # --harness-spread: an exploration's shards as one
         results.servers = {b: o.trace.server for v in self.outcomes
                            for o in [Outcome.from_json(json.loads(v))] for b in [o.backend] if o.trace}
         path = write_report(results, self.folder)
@@ -260,7 +272,8 @@ def server_factory(harness_settings: Settings) -> Iterator[Callable[[str], Serve
 
 
 @pytest.fixture
-def race(request: pytest.FixtureRequest, database: Database, server_pool: ServerPool) -> Iterator[Race]:
+def race(request: pytest.FixtureRequest, database: Database, server_pool: ServerPool,
+         harness_spread_shard: str | None) -> Iterator[Race]:
     """A :class:`harness.explore.Race` on a fresh database of the current backend.
 
     ``race.assert_no_race(N)`` explores N schedules and fails with the minimal schedule and the exact
@@ -270,12 +283,13 @@ def race(request: pytest.FixtureRequest, database: Database, server_pool: Server
 
     from .explore.race import Race
 
-    nodeid = request.node.nodeid
-    r = Race(database, name=request.node.name, redis=lambda: _get(server_pool, "redis").info,
+    nodeid, shard = pytest_spread.unsharded(request.node.nodeid, harness_spread_shard), harness_spread_shard
+    r = Race(database, name=pytest_spread.unsharded(request.node.name, shard), redis=lambda: _get(server_pool, "redis").info,
              replay_hint=lambda sched: f"pytest {shlex.quote(nodeid)} --harness-replay {shlex.quote(sched)}",
              forced_schedule=request.config.getoption("harness_replay"),
              save_dir=request.config.rootpath / "reports" / "schedules")
     r.capture_drivers()  # the app may open (and pool) connections in the test body, before exploring
+    r.shard, r.progress = shard or request.config.getoption("harness_shard"), pytest_spread.checker(request.node, shard)
     try:
         yield r
     finally:
@@ -321,15 +335,16 @@ class ScenarioFile(pytest.File):
             for il in interleavings:
                 yield ScenarioItem.from_parent(self, name=f"{backend}:{il.label}", scenario=scenario,
                                                backend=backend, interleaving=il)
-            if scenario.explore is not None:
-                yield ExplorationItem.from_parent(self, name=f"{backend}:explore", scenario=scenario,
-                                                  backend=backend, interleaving=None)
+            for shard in pytest_spread.shards(self.config) if scenario.explore is not None else []:
+                yield ExplorationItem.from_parent(self, name=f"{backend}:explore" + (f"[{shard}]" if shard else ""),
+                                                  scenario=scenario, backend=backend, interleaving=None, shard=shard)
 
 
 class ScenarioItem(pytest.Item):
-    def __init__(self, *, scenario: Any, backend: str, interleaving: Any, **kwargs: Any) -> None:
+    def __init__(self, *, scenario: Any, backend: str, interleaving: Any, shard: str | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.scenario, self.backend, self.interleaving = scenario, backend, interleaving
+        self.scenario, self.backend, self.interleaving, self.shard = scenario, backend, interleaving, shard
         self.outcome: Any = None
 
     def runtest(self) -> None:
@@ -368,10 +383,10 @@ class ExplorationItem(ScenarioItem):
 
         pool = self.config.stash[POOL_KEY]
         server = _get(pool, self.backend)
-        self.outcome = explore_scenario(self.scenario, self.backend, server, redis=lambda: _get(pool, "redis").info,
-                                        schedule=self.config.getoption("harness_replay"),
-                                        database_dir=str(self.config.rootpath / ".hypothesis" / "harness"),
-                                        private=pool.private)
+        self.outcome = pytest_spread.run_shard(self, self.shard, lambda shard, progress: explore_scenario(
+            self.scenario, self.backend, server, redis=lambda: _get(pool, "redis").info,
+            schedule=self.config.getoption("harness_replay"), progress=progress, shard=shard,
+            database_dir=str(self.config.rootpath / ".hypothesis" / "harness"), private=pool.private))
         if not self.outcome.passed:
             raise ScenarioFailure(self.outcome)
 

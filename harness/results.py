@@ -39,6 +39,8 @@ class Outcome:
     replay_command: list[str] | None = None  # race tests: the pytest command that replays the schedule
     nearest_passing: list[str] = field(default_factory=list)  # explorations: the failure minus one preemption
     nearest_trace: Trace | None = None  # ... as run (it passed)
+    shard: str | None = None  # explorations: "K/N" when one shard's part (harness/explore/shard.py)
+    found_key: list[int] | None = None  # explorations: orders shards' failures as one search would find them
 
     @property
     def replay_argv(self) -> list[str]:
@@ -65,7 +67,7 @@ class Outcome:
             "duration": round(self.duration, 6), "error": self.error, "kind": self.kind,
             "schedules_run": self.schedules_run, "seed": self.seed, "found_after": self.found_after,
             "preemptions": self.preemptions, "exhausted": self.exhausted, "stop_reason": self.stop_reason,
-            "replayed": self.replayed, "replay": self.replay,
+            "replayed": self.replayed, "replay": self.replay, "shard": self.shard, "found_key": self.found_key,
             **({"replay_command": list(self.replay_command)} if self.replay_command else {}),
             "trace": self.trace.to_json() if self.trace else None,
             "story": _story(self.trace), "nearest_passing": {
@@ -83,6 +85,7 @@ class Outcome:
                    found_after=d.get("found_after"), preemptions=d.get("preemptions"),
                    exhausted=d.get("exhausted", False), stop_reason=d.get("stop_reason"),
                    replayed=d.get("replayed", False), replay_command=d.get("replay_command"),
+                   shard=d.get("shard"), found_key=d.get("found_key"),
                    trace=Trace.from_json(d["trace"]) if d.get("trace") else None,
                    nearest_passing=list((d.get("nearest_passing") or {}).get("schedule", [])),
                    nearest_trace=Trace.from_json(d["nearest_passing"]["trace"]) if d.get("nearest_passing") else None)

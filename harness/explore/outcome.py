@@ -73,6 +73,10 @@ class ExploreResult:
     shrink_runs: int = 0  # runs spent confirming and minimizing the failure, not counted above
     aborted_runs: int = 0  # Hypothesis test cases abandoned mid-schedule (over-long draws), not counted above
     replayed: bool = False  # the failure is a schedule the user gave, not one found and minimized
+    shard: str | None = None  # "K/N" when this is one shard's part (see .shard)
+    tried: list[str] = field(default_factory=list)  # the search's schedules, in the order they ran
+    probe_runs: int = 0  # shards: runs that only showed the schedule tree's shape, not counted above
+    found_key: tuple[int, ...] | None = None  # orders shards' first failures as one search would find them
 
     @property
     def passed(self) -> bool:
@@ -93,4 +97,5 @@ class ExploreResult:
                        passed, "violates" if expect_violation else "holds",
                        violated=self.failure.violated if self.failure else [], problems=problems,
                        duration=self.elapsed, trace=trace, kind="exploration",
-                       schedules_run=self.schedules_run, seed=self.seed)
+                       schedules_run=self.schedules_run, seed=self.seed, shard=self.shard,
+                       found_key=list(self.found_key) if self.found_key else None)

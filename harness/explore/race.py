@@ -110,6 +110,8 @@ class Race(FaultsMixin, ResourcesMixin, AppsMixin, SearchMixin, MinimizeMixin):
         self.database, self.name = database, name
         self.replay_hint = replay_hint or (lambda sched: f"race.replay({sched!r})")
         self.forced_schedule = forced_schedule
+        self.shard: Any = None  # "K/N": explore() runs that shard's part (pytest --harness-shard sets it)
+        self.progress: Callable[[int, int], None] | None = None  # explore()'s default progress callback
         self.save_dir = Path(save_dir) if save_dir else None
         self.backend = database.backend
         self.dialect = database.dialect

@@ -30,6 +30,8 @@ class RaceBase:
     faults: dict[str, Callable[..., Any]]
     allowed_errors: list[str | type]
     save_dir: Path | None
+    shard: Any
+    progress: Callable[[int, int], None] | None
     _redis: Any
     _setup: list[str | Callable[[Any], None]]
     _teardown: list[str | Callable[[Any], None]]

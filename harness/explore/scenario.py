@@ -186,7 +186,7 @@ def explore_scenario(scenario: Scenario, backend: str, server: Server, *,
                      redis: Callable[[], ConnInfo] | None = None, schedules: int | None = None,
                      strategy: str | None = None, seed: int | None = None, schedule: str | None = None,
                      database_dir: str | None = None, progress: Any = None,
-                     private: Callable[[str], Server] | None = None) -> Outcome:
+                     private: Callable[[str], Server] | None = None, shard: Any = None) -> Outcome:
     """Explore (or, with ``schedule``, replay) a scenario on a fresh database; one Outcome.
 
     A scenario whose faults crash the server runs on a server of its own, from ``private(backend)``
@@ -199,22 +199,22 @@ def explore_scenario(scenario: Scenario, backend: str, server: Server, *,
         server = private(backend)
         try:
             return _explore(scenario, backend, server, redis, schedules, strategy, seed, schedule, database_dir,
-                            progress)
+                            progress, shard)
         finally:
             server.stop()
-    return _explore(scenario, backend, server, redis, schedules, strategy, seed, schedule, database_dir, progress)
+    return _explore(scenario, backend, server, redis, schedules, strategy, seed, schedule, database_dir, progress, shard)
 
 
 def _explore(scenario: Scenario, backend: str, server: Server, redis: Callable[[], ConnInfo] | None,
              schedules: int | None, strategy: str | None, seed: int | None, schedule: str | None,
-             database_dir: str | None, progress: Any) -> Outcome:
+             database_dir: str | None, progress: Any, shard: Any = None) -> Outcome:
     database = server.create_database()
     start = time.perf_counter()
     try:
         with race_for_scenario(scenario, backend, database, redis) as race:
             expectation = scenario.exploration_expectation(backend)
             wanted = expectation.violates if expectation else None
-            found_after, exhausted, stop = None, False, None
+            found_after, exhausted, stop, part, key = None, False, None, None, None
             if schedule is not None:
                 replayed = replay_scenario(race, scenario, schedule)
                 runs = 1
@@ -223,8 +223,9 @@ def _explore(scenario: Scenario, backend: str, server: Server, redis: Callable[[
                 spec = scenario.explore
                 result = race.explore(strategy=strategy or (spec.strategy if spec else "auto"),
                                       max_schedules=schedules or (spec.schedules if spec else 100),
-                                      seed=seed, database_dir=database_dir, progress=progress)
+                                      seed=seed, database_dir=database_dir, progress=progress, shard=shard)
                 found, runs, found_after = result.failure, result.schedules_run, result.first_failure_after
+                part, key = result.shard, list(result.found_key) if result.found_key else None
                 exhausted, stop = result.exhausted, result.stop_reason.value
             outcome = _outcome(scenario, backend, found, runs, wanted, time.perf_counter() - start, seed)
             outcome.found_after = found_after
@@ -235,6 +236,7 @@ def _explore(scenario: Scenario, backend: str, server: Server, redis: Callable[[
                 near = nearest_passing(race, found)
                 if near is not None:
                     outcome.nearest_passing, outcome.nearest_trace = list(near.schedule), near.trace
+            outcome.shard, outcome.found_key = part, key
     finally:
         database.drop()
     return outcome

@@ -13,22 +13,23 @@ import itertools
 import os
 import time
 import unittest
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from hypothesis import HealthCheck, Phase, Verbosity, given, settings
 from hypothesis import strategies as st
-from hypothesis.database import DirectoryBasedExampleDatabase
 from hypothesis.errors import Flaky as HypothesisFlaky
 from hypothesis.errors import FlakyStrategyDefinition
 from hypothesis.statistics import collector
 
 from ..errors import HarnessError
 from .actors import Chooser
+from .exampledb import example_database
 from .outcome import ExploreResult, ScheduleOutcome, StopReason
 from .racebase import RaceBase
-from .strategies import ContinueChooser, HypothesisChooser, PCTChooser, RandomChooser, bounded_exhaustive
+from .shard import Shard, resolve_shard, sharded_exhaustive
+from .strategies import ContinueChooser, HypothesisChooser, PCTChooser, RandomChooser
 
 #: Hypothesis settings per profile (HARNESS_PROFILE or explore(profile=...)); plain data, not a registry
 PROFILES: dict[str, dict[str, Any]] = {
@@ -59,6 +60,10 @@ class _Tally:
     shrink_runs: int = 0
     aborted: int = 0
     progress: Callable[[int, int], None] | None = None
+    probes: int = 0  # shards: runs that only showed the tree's shape (see .shard)
+    phase: int = 1  # 0 stored failures, 1 systematic or sampling, 2 Hypothesis generation
+    first_key: tuple[int, ...] | None = None  # how one unsharded search orders this failure (see .shard)
+    tried: list[str] = field(default_factory=list)  # the schedules of the search, in order
 
     def run(self, race: RaceBase, chooser: Chooser) -> ScheduleOutcome:
         if self.first is not None:  # Hypothesis replays the failure it reports: not a new schedule
@@ -73,13 +78,27 @@ class _Tally:
         except BaseException:  # Hypothesis stopped the case mid-draw (StopTest, overrun)
             self.aborted += 1
             raise
+        return self.adopt(race, chooser, outcome)
+
+    def probe(self, race: RaceBase, chooser: Chooser) -> ScheduleOutcome:
+        self.probes += 1
+        return race.run_schedule(chooser)
+
+    def adopt(self, race: RaceBase, chooser: Chooser, outcome: ScheduleOutcome, probed: bool = False) -> ScheduleOutcome:
+        """Count a schedule that ran as one of the search's (a probe of this shard's own, or a run)."""
+        if self.count >= self.budget:
+            raise _BudgetSpent()
+        self.probes -= probed
         self.count += 1
+        self.tried.append(outcome.schedule_text)
         if isinstance(chooser, HypothesisChooser):
             race._remember(tuple(chooser.taken), outcome)
         if self.progress is not None:
             self.progress(self.count, self.budget)
         if not outcome.passed:
             self.first = self.count
+            seed = getattr(chooser, "seed", None)
+            self.first_key = (self.phase, *(getattr(chooser, "taken", None) or ([seed] if seed is not None else [])))
         return outcome
 
 
@@ -90,22 +109,27 @@ class SearchMixin(RaceBase):
                 profile: str | None = None, seed: int | None = None, preemption_bound: int = 2,
                 pct_depth: int = 2, database_dir: str | Path | None = None,
                 stop_at_first: bool = True, minimize: bool = True,
-                progress: Callable[[int, int], None] | None = None) -> ExploreResult:
+                progress: Callable[[int, int], None] | None = None,
+                shard: Shard | str | None = None) -> ExploreResult:
         """Search schedules for a failing one; the reported failure is minimal (shrunk) and replayable.
 
         At most ``max_schedules`` schedules are run by the search; runs that confirm and minimize a
         failure, and Hypothesis test cases abandoned mid-schedule, are counted apart; why the search
-        stopped is ``stop_reason``."""
+        stopped is ``stop_reason``.  ``shard`` (``"K/N"``, default ``HARNESS_SHARD``) runs this shard's
+        part: ``max_schedules`` is the total over the N shards (see :mod:`.shard`)."""
         profile = profile or os.environ.get("HARNESS_PROFILE", "dev")
         if profile not in PROFILES:
             raise HarnessError(f"unknown exploration profile {profile!r}; use one of {', '.join(PROFILES)}.")
         if strategy not in STRATEGIES:
             raise HarnessError(f"unknown strategy {strategy!r}; use {', '.join(STRATEGIES)}.")
-        budget = max_schedules or PROFILES[profile]["max_examples"]
+        part = resolve_shard(shard if shard is not None else self.shard)
+        total = max_schedules or PROFILES[profile]["max_examples"]
+        budget = part.budget(total)
         seed = seed if seed is not None else 0
         start = time.perf_counter()
-        tally = _Tally(budget, progress=progress)
-        run = _SearchRun(self, tally, budget, profile, database_dir, seed, preemption_bound, pct_depth, stop_at_first)
+        tally = _Tally(budget, progress=progress or self.progress)
+        run = _SearchRun(self, tally, budget, profile, database_dir, seed, preemption_bound, pct_depth, stop_at_first,
+                         part, total)
         # one unrecorded run first: lazy initialisation in the code under test (an ORM's first connect
         # queries its dialect) must not make the first schedule take other decisions than its replays
         self.run_schedule(ContinueChooser())
@@ -124,7 +148,9 @@ class SearchMixin(RaceBase):
             StopReason.EXHAUSTED if exhausted else StopReason.BUDGET)
         assert tally.count == before <= budget
         result = ExploreResult(strategy, tally.count, time.perf_counter() - start, failure, tally.first, seed,
-                               verified, reason, budget, tally.shrink_runs, tally.aborted)
+                               verified, reason, budget, tally.shrink_runs, tally.aborted,
+                               shard=str(part) if part.count > 1 else None, tried=tally.tried, probe_runs=tally.probes,
+                               found_key=tally.first_key)
         self.last_result = result
         return result
 
@@ -172,12 +198,15 @@ class SearchMixin(RaceBase):
         return failure
 
     def _explore_hypothesis(self, one: Callable[[Chooser], ScheduleOutcome], budget: int, profile: str,
-                            database_dir: str | Path | None, phases: list[Phase] | None = None
-                            ) -> tuple[ScheduleOutcome | None, bool]:
+                            database_dir: str | Path | None, phases: list[Phase] | None = None,
+                            seed: int | None = None) -> tuple[ScheduleOutcome | None, bool]:
         """Hypothesis generation (no shrinking: :meth:`minimize` does that, deterministically);
-        returns the failure found and whether Hypothesis ran out of distinct schedules."""
+        returns the failure found and whether Hypothesis ran out of distinct schedules.  ``seed`` (a
+        shard's) fixes generation in place of the profile's ``derandomize``."""
         kwargs = {**PROFILES[profile], "max_examples": budget}
-        db_dir = Path(database_dir or os.environ.get("HARNESS_EXAMPLES_DIR", ".hypothesis/harness"))
+        if seed is not None:
+            kwargs.pop("derandomize", None)
+        stored = None if kwargs.get("derandomize") else example_database(database_dir)  # derandomize: no database
         stats: list[dict[str, Any]] = []
 
         def make_search(database: Any) -> Callable[[], None]:
@@ -194,6 +223,8 @@ class SearchMixin(RaceBase):
 
             # distinct example-database keys per race and backend (same test function otherwise)
             search._hypothesis_internal_add_digest = f"{self.name}/{self.backend}".encode()  # type: ignore[attr-defined]
+            if seed is not None:  # what @seed sets, minus the database it turns off: shards share failures
+                search._hypothesis_internal_use_seed = seed  # type: ignore[attr-defined]
             return search
 
         def exhausted() -> bool:  # "nothing left to do" after generating: the choice tree is exhausted
@@ -202,7 +233,7 @@ class SearchMixin(RaceBase):
 
         try:
             with collector.with_value(stats.append):  # type: ignore[arg-type]
-                make_search(DirectoryBasedExampleDatabase(str(db_dir)))()
+                make_search(stored)()
         except _Found as found:
             return found.outcome, False
         except unittest.SkipTest:  # the reuse phase alone, and nothing stored: nothing ran, not a skip
@@ -238,12 +269,24 @@ class _SearchRun:
     preemption_bound: int
     pct_depth: int
     stop_at_first: bool
+    shard: Shard
+    total: int  # the budget over all shards
 
     def one(self, chooser: Chooser) -> ScheduleOutcome:
         return self.tally.run(self.race, chooser)
 
     def hypothesis(self, budget: int, phases: list[Phase] | None = None) -> tuple[ScheduleOutcome | None, bool]:
-        return self.race._explore_hypothesis(self.one, budget, self.profile, self.database_dir, phases=phases)
+        self.tally.phase = 0 if phases == [Phase.reuse] else 2
+        seed = self.shard.hypothesis_seed(self.seed) if self.shard.count > 1 else None
+        return self.race._explore_hypothesis(self.one, budget, self.profile, self.database_dir, phases=phases,
+                                             seed=seed)
+
+    def systematic(self, bound: int, limit: int) -> ScheduleOutcome | None:
+        """The first failure among this shard's schedules with at most ``bound`` preemptions."""
+        self.tally.phase = 1
+        race, tally = self.race, self.tally
+        return self.first(sharded_exhaustive(self.one, lambda c: tally.probe(race, c), bound, limit, self.shard,
+                                             adopt=lambda c, o: tally.adopt(race, c, o, probed=True)))
 
     def first(self, outcomes: Iterable[ScheduleOutcome]) -> ScheduleOutcome | None:
         return SearchMixin._first_failure(outcomes, self.stop_at_first)
@@ -259,7 +302,7 @@ def auto_search(run: _SearchRun) -> tuple[ScheduleOutcome | None, bool]:
     generation with what is left."""
     failure, _ = run.hypothesis(run.budget, [Phase.reuse])
     if failure is None:
-        failure = run.first(bounded_exhaustive(run.one, 1, max(1, run.budget // 2)))
+        failure = run.systematic(1, max(1, run.budget // 2))
     if failure is None and run.tally.count < run.budget:
         return run.hypothesis(run.budget - run.tally.count, [Phase.generate])
     return failure, False
@@ -273,13 +316,14 @@ def hypothesis_search(run: _SearchRun) -> tuple[ScheduleOutcome | None, bool]:
 def exhaustive_search(run: _SearchRun) -> tuple[ScheduleOutcome | None, bool]:
     """Every schedule with at most ``preemption_bound`` preemptions (iterative context bounding); it
     ran out when the enumeration ended below the budget."""
-    failure = run.first(bounded_exhaustive(run.one, run.preemption_bound, run.budget))
+    failure = run.systematic(run.preemption_bound, run.budget)
     return failure, failure is None and run.tally.count < run.budget
 
 
 def _sampling(make: Callable[[_SearchRun, int], Chooser]) -> Strategy:
     def search(run: _SearchRun) -> tuple[ScheduleOutcome | None, bool]:
-        return run.first(run.one(make(run, run.seed + i)) for i in range(run.budget)), False
+        run.tally.phase = 1  # shards take every N-th seed: together, the seeds one search would take
+        return run.first(run.one(make(run, run.seed + i)) for i in range(run.total) if run.shard.owns(i)), False
     return search
 
 

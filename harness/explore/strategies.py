@@ -184,8 +184,17 @@ def bounded_exhaustive(run: Any, preemption_bound: int, limit: int) -> Iterator[
     """Every schedule with at most ``preemption_bound`` preemptions (iterative context bounding).
 
     ``run(chooser)`` executes one schedule and returns its outcome; yields outcomes, at most ``limit``.
+    The order is depth-first, which is the lexicographic order of the schedules' decision indexes
+    (:mod:`.shard` relies on that to merge shards' first failures as one search would find them).
     """
-    stack: list[tuple[int, ...]] = [()]
+    return bounded_dfs(run, [()], preemption_bound, limit)
+
+
+def bounded_dfs(run: Any, roots: list[tuple[int, ...]], preemption_bound: int, limit: int,
+                expand: bool = True) -> Iterator[Any]:
+    """Depth-first from the subtree roots ``roots`` (the last is run first), at most ``limit`` runs;
+    without ``expand`` only the roots themselves run."""
+    stack = list(roots)
     seen: set[tuple[int, ...]] = set()
     count = 0
     while stack and count < limit:
@@ -198,9 +207,23 @@ def bounded_exhaustive(run: Any, preemption_bound: int, limit: int) -> Iterator[
         if taken in seen:
             continue
         seen.add(taken)
-        for pos in range(len(prefix), len(taken)):
-            for alt in range(chooser.options[pos] - 1, 0, -1):
-                new = taken[:pos] + (alt,)
-                cost = sum(1 for p, i in zip(chooser.preempt[:pos + 1], new) if p and i != 0)
-                if cost <= preemption_bound and new not in seen:
-                    stack.append(new)
+        if expand:
+            stack.extend(new for new in children(prefix, chooser, preemption_bound) if new not in seen)
+
+
+def children(prefix: tuple[int, ...], chooser: RecordingChooser, preemption_bound: int) -> list[tuple[int, ...]]:
+    """The prefixes one decision away from ``chooser``'s run of ``prefix`` within the preemption bound,
+    in the order they are pushed (the last is explored first)."""
+    taken = tuple(chooser.taken)
+    out: list[tuple[int, ...]] = []
+    for pos in range(len(prefix), len(taken)):
+        for alt in range(chooser.options[pos] - 1, 0, -1):
+            new = taken[:pos] + (alt,)
+            if preemptions_of(new, chooser) <= preemption_bound:
+                out.append(new)
+    return out
+
+
+def preemptions_of(decisions: Sequence[int], chooser: RecordingChooser) -> int:
+    """Context switches away from a runnable actor among ``decisions`` (along ``chooser``'s run)."""
+    return sum(1 for p, i in zip(chooser.preempt[:len(decisions)], decisions) if p and i != 0)
