@@ -22,6 +22,7 @@ BENCHMARKS: dict[str, str] = {
     "startup": "benchmarks.startup",
     "shrink": "benchmarks.shrink",
     "app_paths": "benchmarks.app_paths",
+    "django_orm": "benchmarks.django_orm",
 }
 
 #: benchmarks whose figures have no baseline by nature (a count of failures, not a speed)
