@@ -96,7 +96,8 @@ class DjangoDatabase:
         self.saved = (settings.DATABASES.get(self.alias), connections.settings.get(self.alias))
         _drop_connection(self.alias)
         settings.DATABASES[self.alias] = entry
-        connections.settings[self.alias] = connections.configure_settings({self.alias: dict(entry)})[self.alias]
+        # Django's defaults for an entry (ATOMIC_REQUESTS, TEST...); configure_settings insists on a "default"
+        connections.settings[self.alias] = connections.configure_settings({"default": dict(entry)})["default"]
         self.active = True
         return self
 
