@@ -116,3 +116,28 @@ def test_actor_connections_do_not_leak(app: Race, backend: str) -> None:
     with app.database.connect() as conn:
         sessions = execute(conn, sql)[0][0]
     assert sessions <= 6, f"{sessions} sessions on the race database after 25 schedules"
+
+
+def test_connect_time_queries_are_no_moves(app: Race, backend: str) -> None:
+    """Django sets up each connection it opens (the session time zone when the server's differs, the
+    isolation level on MariaDB, MariaDB's server facts): those queries run, and are no moves."""
+    if backend == "postgres":  # new sessions start in another zone: Django must SET TIME ZONE 'UTC'
+        with app.database.connect() as conn:
+            execute(conn, f"ALTER DATABASE \"{app.database.name}\" SET timezone = 'America/New_York'")
+
+    def bump_and_report() -> Any:
+        from django.db import connection
+
+        services.bump_f("hits")
+        if backend == "postgres":
+            return connection.connection.info.parameter_status("TimeZone")
+        return connection.isolation_level, connection.mysql_is_mariadb
+
+    app.setup(lambda conn: Counter.objects.create(name="hits"))
+    app.teardown(lambda conn: Counter.objects.all().delete())
+    both(app, bump_and_report)
+    outcome = app.replay("A A B B")  # start, UPDATE for each: nothing else is a move
+    assert outcome.passed, outcome.describe()
+    assert [label.split()[0] for label in outcome.labels] == ["start", "UPDATE", "start", "UPDATE"], outcome.labels
+    expected = "UTC" if backend == "postgres" else ("read committed", True)
+    assert {r.value for r in outcome.results.values()} == {expected}
