@@ -28,6 +28,7 @@ BENCHMARKS: dict[str, str] = {
     "shard": "benchmarks.shard",
     "isolation_regress": "benchmarks.isolation_regress",
     "spread": "benchmarks.spread",
+    "django_orm": "benchmarks.django_orm",
 }
 
 #: benchmarks whose figures have no baseline by nature (a count of failures, not a speed)

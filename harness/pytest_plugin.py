@@ -296,6 +296,24 @@ def race(request: pytest.FixtureRequest, database: Database, server_pool: Server
         r.close()
 
 
+@pytest.fixture
+def django_race(request: pytest.FixtureRequest, race: Race) -> Iterator[Race]:
+    """The ``race`` fixture for Django code: Django's ``DATABASES["default"]`` (pytest-django's settings,
+    or ``DJANGO_SETTINGS_MODULE``'s) points at the race database, migrated, for the test; pytest-django's
+    database blocker is lifted for it (harness/django.py, docs/django.md)."""
+    from contextlib import ExitStack
+
+    from .django import configure
+
+    with ExitStack() as stack:
+        if request.config.pluginmanager.hasplugin("django"):
+            blocker = request.getfixturevalue("django_db_blocker")
+            if blocker is not None:
+                stack.enter_context(blocker.unblock())
+        stack.enter_context(configure(race)).migrate()
+        yield race
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Any:
     """A ``--harness-replay`` schedule that cannot be followed is a usage error (exit 2, one paragraph

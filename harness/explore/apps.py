@@ -47,6 +47,10 @@ class AppsMixin(RaceBase):
         locks and clock settings (the pools keep them for the next schedule)."""
         for conn in self._capture.live():
             try:
+                route = getattr(conn, "harness_route", None)
+                if route is not None and route.close_after_schedule:
+                    conn.close()  # an actor thread's Django connection: its thread and wrapper are gone
+                    continue
                 if open_transaction(conn):
                     conn.rollback()
                 self.dialect.reset_kept_session(conn)

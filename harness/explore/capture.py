@@ -16,6 +16,8 @@ the decisions of a cold one):
 
 * a connection a SQLAlchemy pool opened is *bookkeeping* until the pool checks it out: the dialect's
   first-connect queries and ``pre_ping``; and again from the pool's reset on return;
+* a connection Django opened is bookkeeping until Django's ``connection_created`` signal (its
+  ``SET TIME ZONE``, isolation level, server-version queries: :mod:`harness.django`);
 * a COMMIT or ROLLBACK on a connection with no open transaction (:func:`.instrument.open_transaction`).
 
 The module attributes are patched only while at least one capture is active (a stack: the innermost
@@ -99,16 +101,20 @@ def _from_harness(depth: int) -> bool:
     return name == "harness" or name.startswith("harness.")
 
 
-def _from_pool(depth: int) -> bool:
-    """Whether a SQLAlchemy pool is opening this connection (checked a few frames up, once per connect)."""
+def _opener(depth: int) -> str | None:
+    """Whether a SQLAlchemy pool ("sqlalchemy") or Django ("django") is opening this connection (checked
+    a few frames up, once per connect)."""
     frame: Any = sys._getframe(depth + 1)
     for _ in range(10):
         if frame is None:
-            return False
-        if str(frame.f_globals.get("__name__", "")).startswith("sqlalchemy.pool"):
-            return True
+            return None
+        name = str(frame.f_globals.get("__name__", ""))
+        if name.startswith("sqlalchemy.pool"):
+            return "sqlalchemy"
+        if name.startswith("django.db.backends"):
+            return "django"
         frame = frame.f_back
-    return False
+    return None
 
 
 class _Patches:
@@ -137,12 +143,16 @@ class _Patches:
             return self.stack[-1] if self.stack else None
 
     def _install(self) -> None:
+        seen: set[tuple[int, str]] = set()
         for module_name, attr in TARGETS:
             if module_name not in sys.modules and importlib.util.find_spec(module_name) is None:
                 continue
             module: Any = importlib.import_module(module_name)
             holder, _, name = attr.rpartition(".")
             target = getattr(module, holder) if holder else module
+            if (id(target), name) in seen:  # PyMySQL installed as MySQLdb: one module under two names
+                continue
+            seen.add((id(target), name))
             original = getattr(target, name, None)
             if original is None:
                 continue
@@ -155,6 +165,10 @@ class _Patches:
             setattr(target, name, original)
         self.saved.clear()
         _listen(False)
+        if "django" in sys.modules:
+            from ..django import listen
+
+            listen(False)
 
     def _wrap(self, driver: str, attr: str, original: Callable[..., Any], classmethod_: bool) -> Any:
         def connect_from(depth: int, args: Any, kwargs: Any) -> Any:
@@ -164,7 +178,12 @@ class _Patches:
                 return original(*args, **kwargs)
             if (driver, attr) in UNSUPPORTED:
                 raise unsupported_driver(driver)
-            route = Route(capture.sched, pooled=_from_pool(depth + 1))
+            opener = _opener(depth + 1)
+            route = Route(capture.sched, pooled=opener is not None)
+            if opener == "django":
+                from ..django import listen
+
+                listen(True)  # Django's connection_created ends the bookkeeping
             if (driver, attr) in ASYNC_TARGETS:
                 return connect_async(capture, route, original(*args, **kwargs))
             if driver == "psycopg2":

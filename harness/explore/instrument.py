@@ -18,11 +18,14 @@ SchedulerRef = Callable[[], "Scheduler | None"]
 @dataclass
 class Route:
     """How a captured connection's calls reach the scheduler (see :mod:`.capture`): one a SQLAlchemy
-    pool opened is the pool's (its queries are bookkeeping, no decisions) until the pool checks it out."""
+    pool or Django opened is theirs (its queries are bookkeeping, no decisions) until the pool checks it
+    out or Django has finished connecting; ``close_after_schedule``: it belongs to an actor thread's
+    Django connection, which dies with the thread, so the race closes it after the schedule."""
 
     sched: SchedulerRef
     pooled: bool = False
     checked_out: bool = False
+    close_after_schedule: bool = False
 
     @property
     def bookkeeping(self) -> bool:
