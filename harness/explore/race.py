@@ -19,10 +19,8 @@ import inspect
 import itertools
 import time
 import warnings
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from ..check import Violation, expected_text, rows_match
 from ..dialect import execute
@@ -32,70 +30,19 @@ from ..trace import Event, StepResult, Trace
 from .actors import ActorResult, Chooser, ScheduleRun, SchedulerOptions
 from .apps import AppsMixin
 from .capture import DriverCapture
+from .context import ActorContext
 from .faults import FaultsMixin
-from .history import Op, classify, durability_violations
-from .instrument import InstrumentedConnection
+from .history import durability_violations
 from .minimize import MinimizeMixin
 from .outcome import ExploreResult, ScheduleOutcome, StopReason
 from .resources import ResourcesMixin
 from .scheduler import Scheduler
-from .search import PROFILES, SearchMixin
+from .search import PROFILES
 from .strategies import ContinueChooser, ReplayChooser, SerialChooser
+from .verdicts import VerdictsMixin
 
 
-@dataclass
-class ActorContext:
-    """What an actor may use: instrumented connections/engines/locks, points, its name."""
-
-    name: str
-    race: "Race"
-
-    def connect(self, **kwargs: Any) -> InstrumentedConnection:
-        """A connection whose every execute/commit/rollback is a scheduling point (see :meth:`Race.connect`)."""
-        return self.race.connect(**kwargs)
-
-    def engine(self, **kwargs: Any) -> Any:
-        """A SQLAlchemy engine on instrumented connections, for ORM code under test (:meth:`Race.engine`)."""
-        return self.race.engine(**kwargs)
-
-    def lock(self, kind: str, key: str, **kwargs: Any) -> Any:
-        """A Redis / GET_LOCK / advisory lock whose waits the scheduler sees (:meth:`Race.lock`)."""
-        return self.race.lock(kind, key, **kwargs)
-
-    def url(self, driver: str | None = None) -> str:
-        """The race database as a SQLAlchemy URL (default driver psycopg2 / PyMySQL, as apps default to),
-        password included: what an app's settings would name (its connections are captured)."""
-        from ..scenario.hooks import SetupContext
-
-        return SetupContext(self.race.backend, self.race.database.info, None).url(driver)
-
-    def point(self, label: str) -> None:
-        """A scheduling point of the actor's own, where the explorer may switch to another actor."""
-        self.race.point(label)
-
-    def instrument(self, conn: Any) -> Any:
-        """Put a connection the actor's code opened itself under the scheduler (:meth:`Race.instrument`)."""
-        return self.race.instrument(conn)
-
-    @contextmanager
-    def op(self, name: str, value: Any) -> Iterator[Op]:
-        """Mark an operation (``with ctx.op("add", 3): ...``): its outcome -- ok, fail, or unknown
-        when the connection was lost while it might have committed -- goes into the history that
-        :meth:`Race.check_durable` and ``check(fn(conn, results))`` read (``results[name].ops``)."""
-        op = Op(self.name, name, value)
-        try:
-            yield op
-        except BaseException as exc:
-            op.status, op.error = classify(exc), f"{type(exc).__name__}: {exc}".strip()
-            raise
-        else:
-            op.status = classify(None)
-        finally:
-            if self.race._scheduler is not None:
-                self.race._scheduler.record_op(op)
-
-
-class Race(FaultsMixin, ResourcesMixin, AppsMixin, SearchMixin, MinimizeMixin):
+class Race(FaultsMixin, ResourcesMixin, AppsMixin, VerdictsMixin, MinimizeMixin):
     """Actors, setup and checks for one database; explore or replay their schedules."""
 
 
@@ -249,82 +196,6 @@ class Race(FaultsMixin, ResourcesMixin, AppsMixin, SearchMixin, MinimizeMixin):
         """
         self._observe_sql = observe_sql
         self._serial_outcomes = None
-
-    def assert_no_race(self, max_schedules: int | None = None, **explore_kwargs: Any) -> ExploreResult:
-        """Explore; fail with the minimal schedule, its trace and the replay command if any fails."""
-        if self.forced_schedule:
-            outcome = self.replay(self.forced_schedule)
-            self.last_result = ExploreResult("replay", 1, outcome.duration, None if outcome.passed else outcome,
-                                             budget=1, replayed=True)
-            if not outcome.passed:
-                raise AssertionError(self._failure_text(outcome, "the replayed schedule fails", replayed=True))
-            return ExploreResult("replay", 1, outcome.duration, budget=1, replayed=True)
-        result = self.explore(max_schedules=max_schedules, **explore_kwargs)
-        if result.failure is not None:
-            raise AssertionError(self._failure_text(result.failure, f"race found after "
-                                                    f"{result.first_failure_after} schedule(s)"))
-        return result
-
-    def assert_finds_race(self, max_schedules: int | None = None, **explore_kwargs: Any) -> ExploreResult:
-        """Explore expecting a failure (for demonstrations of a known bug); returns the minimal one."""
-        self.expects_race = True
-        if self.forced_schedule:
-            outcome = self.replay(self.forced_schedule)
-            if outcome.passed:
-                raise AssertionError(f"the replayed schedule {self.forced_schedule!r} passes")
-            self.last_result = ExploreResult("replay", 1, outcome.duration, outcome, 1, budget=1,
-                                             stop_reason=StopReason.FAILURE, replayed=True)
-            return self.last_result
-        result = self.explore(max_schedules=max_schedules, **explore_kwargs)
-        if result.failure is None:
-            raise AssertionError(f"expected a race, but {result.schedules_run} schedules of race "
-                                 f"{self.name!r} ({result.strategy}) all passed")
-        return result
-
-    def report_outcome(self, *, test: str, path: str, passed: bool) -> Any:
-        """The race test's last exploration as a report :class:`harness.results.Outcome` (None if it did
-        not explore): its minimal failing schedule and trace, and the pytest command replaying it."""
-        import shlex
-
-        from ..results import Outcome
-
-        result = self.last_result
-        if result is None:
-            return None
-        failure = result.failure
-        argv = shlex.split(self.replay_hint(failure.schedule_text)) if failure is not None else None
-        return Outcome(test, path, self.backend, "exploration", failure.schedule if failure else [], passed,
-                       "violates" if self.expects_race else "holds", failure.violated if failure else [],
-                       [] if passed else (failure.violations if failure else ["no race found"]), result.elapsed,
-                       failure.trace if failure else None, kind="exploration", schedules_run=result.schedules_run,
-                       seed=result.seed, found_after=result.first_failure_after,
-                       preemptions=failure.preemptions if failure else None, exhausted=result.exhausted,
-                       stop_reason=result.stop_reason.value, replayed=result.replayed, replay_command=argv)
-
-    def _failure_text(self, outcome: ScheduleOutcome, headline: str, replayed: bool = False) -> str:
-        saved = self.save_schedule(outcome)
-        from ..redact import sanitize
-
-        what = "replayed schedule" if replayed else "minimal schedule"
-        return sanitize(f"{headline}; {what} ({outcome.preemptions} preemption(s)):\n{outcome.describe()}\n"
-                        f"replay: {self.replay_hint(outcome.schedule_text)}" + (f"\nsaved: {saved}" if saved else ""))
-
-    def save_schedule(self, outcome: ScheduleOutcome) -> Path | None:
-        """Write the failing schedule to a JSON file (for ``harness replay FILE``)."""
-        if self.save_dir is None:
-            return None
-        import shlex
-
-        from ..replay import save_schedule
-
-        hint = self.replay_hint(outcome.schedule_text)  # built with shlex.quote: splits back exactly
-        try:
-            argv = shlex.split(hint)
-        except ValueError:  # not a command line; `harness replay` will refuse it
-            argv = [hint]
-        return save_schedule(self.save_dir, f"{self.name}-{self.backend}",
-                             {"kind": "race", "race": self.name, "backend": self.backend,
-                              "schedule": outcome.schedule_text, "violations": outcome.violations}, argv)
 
     def replay(self, schedule: str | Sequence[str]) -> ScheduleOutcome:
         """Run exactly this schedule (``"A A B"`` or a list); raises Divergence if it cannot be followed."""

@@ -55,6 +55,9 @@ class RaceBase:
     _facts: list[str]
     _engine_cache: dict[str, Any]
     last_result: ExploreResult | None  # the last exploration's (for reports of race tests)
+    expects_race: bool
+    forced_schedule: str | None
+    replay_hint: Callable[[str], str]
 
     # defined by one part, used by others
     def run_schedule(self, chooser: Chooser) -> ScheduleOutcome:
