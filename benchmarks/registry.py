@@ -24,6 +24,7 @@ BENCHMARKS: dict[str, str] = {
     "app_paths": "benchmarks.app_paths",
     "containers": "benchmarks.containers",
     "recording": "benchmarks.recording",
+    "stacks": "benchmarks.stacks",
     "async_paths": "benchmarks.async_paths",
     "shard": "benchmarks.shard",
     "isolation_regress": "benchmarks.isolation_regress",
