@@ -8,8 +8,9 @@ The engine runs the permutations (its control flow is isolationtester's ``run_pe
   the first result print *before* the step line, later ones after the result they follow.  It keeps
   libpq's own formatted notice text, NOTIFY messages, and asks the server with isolationtester's own
   ``pg_isolation_test_session_is_blocked`` whether a step waits.
-* :class:`~harness.isolation_output.IsolationFormatter` (isolation_output.py) turns traces into isolationtester's stdout (``PQprint`` tables,
-  ``SEVERITY:  message`` errors, ``<waiting ...>`` / ``<... completed>``, cancel messages).
+* :class:`~harness.isolation_output.IsolationFormatter` (isolation_output.py) turns traces into
+  isolationtester's stdout (``PQprint`` tables, ``SEVERITY:  message`` errors, ``<waiting ...>`` /
+  ``<... completed>``, cancel messages).
 * :func:`run_spec` and :func:`isolationtester_main` (argv, exit codes and stderr messages of the
   C program).
 """
