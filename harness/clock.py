@@ -24,14 +24,14 @@ UNIX_TIMESTAMP, also inside triggers); SYSDATE() keeps the real clock unless the
 
 from __future__ import annotations
 
-import threading
-import time as _time
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from typing import Any, Callable, Sequence
 
+from .appclock import ActorClock, FakeClock  # the application clock, re-exported
 from .errors import ClockError
+from .instants import from_micros, to_datetime, to_micros
 
 SCHEMA = "harness_clock"
 #: harness_clock.frozen_us holds this when the global clock is not frozen
@@ -95,36 +95,6 @@ def _run_own_statement(conn: Any, work: Callable[[], Any]) -> Any:
     if opened and in_transaction(conn):
         conn.commit()
     return out
-
-
-# -- instants ---------------------------------------------------------------------------------------
-
-def to_datetime(at: datetime | str | float | int) -> datetime:
-    """An aware UTC datetime from a datetime, an ISO string (``2024-01-01 00:00:00+00``) or epoch
-    seconds.  Naive values are taken as UTC, so a scenario means the same instant on every server."""
-    if isinstance(at, (int, float, Decimal)) and not isinstance(at, bool):
-        return datetime.fromtimestamp(float(at), timezone.utc)
-    if isinstance(at, str):
-        text = at.strip()
-        if text[-3:-2] in "+-" and text[-2:].isdigit() and ":" in text[:-3]:
-            text += ":00"  # PostgreSQL's "+00" offset form
-        try:
-            at = datetime.fromisoformat(text)
-        except ValueError:
-            raise ClockError(f"cannot read the instant {at!r}; write it as ISO 8601, e.g. "
-                             "'2024-01-01 00:00:00+00' or '2024-01-01T00:00:00.123Z'.") from None
-    if not isinstance(at, datetime):
-        raise ClockError(f"an instant must be a datetime, an ISO string or epoch seconds, not {at!r}.")
-    return at.replace(tzinfo=timezone.utc) if at.tzinfo is None else at.astimezone(timezone.utc)
-
-
-def to_micros(at: datetime | str | float | int) -> int:
-    delta = to_datetime(at) - datetime(1970, 1, 1, tzinfo=timezone.utc)
-    return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
-
-
-def from_micros(us: int) -> datetime:
-    return datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(microseconds=us)
 
 
 # -- PostgreSQL: the harness_clock schema -----------------------------------------------------------
@@ -375,93 +345,6 @@ class DbClock:
             raise ClockError(f"cannot {what} the clock of all sessions on MariaDB/MySQL: the only control is the "
                              "session variable `timestamp` (SET GLOBAL timestamp is refused). Change each "
                              "session's clock instead (one clock step per session).")
-
-
-# -- the application clock --------------------------------------------------------------------------
-
-@dataclass
-class FakeClock:
-    """An injectable clock for Python code under test: real time unless frozen, plus skew per actor.
-
-    ``time(actor)`` = (frozen instant, or ``source()`` + offset) + that actor's skew, in epoch seconds.
-    State is kept in integer microseconds, so a thousand 1 ms advances make exactly one second.
-    Thread-safe: actors run in their own threads and read while the test freezes/advances.
-    """
-
-    source: Callable[[], float] = _time.time
-    _frozen_us: int | None = None
-    _offset_us: int = 0
-    _skew_us: dict[str, int] = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    def _base_us(self) -> int:  # under the lock
-        if self._frozen_us is not None:
-            return self._frozen_us
-        return round(self.source() * 1_000_000) + self._offset_us
-
-    def time(self, actor: str | None = None) -> float:
-        with self._lock:
-            return (self._base_us() + (self._skew_us.get(actor, 0) if actor is not None else 0)) / 1e6
-
-    def now(self, actor: str | None = None, tz: timezone = timezone.utc) -> datetime:
-        with self._lock:
-            us = self._base_us() + (self._skew_us.get(actor, 0) if actor is not None else 0)
-        return from_micros(us).astimezone(tz)
-
-    def freeze(self, at: datetime | str | float | int | None = None) -> float:
-        """Stop the clock at ``at`` (default: the current reading); returns epoch seconds."""
-        with self._lock:
-            self._frozen_us = self._base_us() if at is None else to_micros(at)
-            return self._frozen_us / 1e6
-
-    def unfreeze(self) -> None:
-        with self._lock:
-            self._frozen_us, self._offset_us = None, 0
-
-    @property
-    def frozen(self) -> bool:
-        with self._lock:
-            return self._frozen_us is not None
-
-    def advance(self, ms: float = 0.0, *, seconds: float = 0.0) -> float:
-        """Move the clock forward (frozen: the instant; running: an offset to real time)."""
-        step = round(seconds * 1_000_000 + ms * 1000)
-        with self._lock:
-            if self._frozen_us is not None:
-                self._frozen_us += step
-            else:
-                self._offset_us += step
-            return self._base_us() / 1e6
-
-    def skew(self, actor: str, ms: float) -> None:
-        """Make ``actor``'s clock read ``ms`` ahead (negative: behind) of everyone else's."""
-        with self._lock:
-            self._skew_us[actor] = round(ms * 1000)
-
-    def sleep(self, seconds: float) -> None:
-        """A sleep for code under test: a frozen clock just advances; a running one really sleeps."""
-        with self._lock:
-            if self._frozen_us is not None:
-                self._frozen_us += round(seconds * 1_000_000)
-                return
-        _time.sleep(seconds)
-
-    def for_actor(self, actor: str) -> "ActorClock":
-        return ActorClock(self, actor)
-
-
-@dataclass(frozen=True)
-class ActorClock:
-    """One actor's view of a :class:`FakeClock` (pass it where code wants ``time()``/``now()``)."""
-
-    clock: FakeClock
-    actor: str
-
-    def time(self) -> float:
-        return self.clock.time(self.actor)
-
-    def now(self, tz: timezone = timezone.utc) -> datetime:
-        return self.clock.now(self.actor, tz)
 
 
 __all__ = ["ActorClock", "ClockError", "DbClock", "FakeClock", "PG_SEARCH_PATH", "SCHEMA", "install_pg_clock",
