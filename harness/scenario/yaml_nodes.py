@@ -96,8 +96,16 @@ class NodeReader:
         return list(node.value)
 
     def value(self, node: yaml.Node) -> Any:
-        """A plain Python value (for action args and check values)."""
-        return yaml.safe_load(yaml.serialize(node))
+        """A plain Python value (for action args and check values), built from the node itself with the
+        safe constructor (a serialize/parse round trip could fail on what the node holds)."""
+        loader = yaml.SafeLoader("")
+        try:
+            return loader.construct_document(node)
+        except yaml.YAMLError as exc:
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            raise self.fail(node, f"cannot read this value: {problem}.") from None
+        finally:
+            loader.dispose()
 
     @staticmethod
     def _kind(node: yaml.Node) -> str:

@@ -69,3 +69,11 @@ def test_spec_errors_are_scenario_errors(text: str, message: str) -> None:
     with pytest.raises(ScenarioError, match=message) as err:
         load_spec(text, "mem/bad.spec")
     assert str(err.value).startswith("mem/bad.spec:")
+
+
+def test_a_value_emptied_by_an_edit_is_a_scenario_error_not_a_parser_error() -> None:
+    """Found by test_bad_input's mutation test: a check value left empty used to be re-parsed from
+    its serialized form ("..."), and PyYAML's ParserError escaped the loader."""
+    text = "sessions: {a: {steps: {a1: SELECT 1}}}\nchecks:\n  durable: {sql: SELECT 1, expect: {durable: }}\n"
+    with pytest.raises(ScenarioError, match=r"t\.yaml:3: .*durable"):
+        load_yaml(text, "t.yaml")
