@@ -11,19 +11,19 @@ Run: python -m benchmarks app_paths [--quick]
 
 from __future__ import annotations
 
-import statistics
 import sys
-import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.core import Figure, server  # noqa: E402
+from benchmarks.races import race_rate  # noqa: E402
 from harness.explore import Race  # noqa: E402
 
 NAME = "app_paths"
+RULES: dict = {"setup": ["CREATE TABLE rules (name varchar(20))"], "teardown": ["DROP TABLE rules"], "name": NAME}
 
 
 def _raw(race: Race) -> Callable[[], None]:
@@ -64,32 +64,12 @@ def _url(race: Race) -> str:
     return SetupContext("postgres", race.database.info, None).url()
 
 
-def _measure(database: Any, make: Callable[[Race], Callable[[], None]], rounds: int) -> tuple[float, float, int]:
-    """(seconds per schedule, decision points per schedule, schedules) over ``rounds`` explorations."""
-    per_schedule, points, count = [], [], 0
-    for _ in range(rounds):
-        with Race(database, name="app-paths") as race:
-            race.capture_drivers()
-            race.setup("CREATE TABLE rules (name varchar(20))")
-            race.teardown("DROP TABLE rules")
-            request = make(race)
-            race.actor("A", request)
-            race.actor("B", request)
-            # no check: every schedule passes, so the search covers the whole bounded space
-            started = time.perf_counter()
-            result = race.explore(strategy="exhaustive", preemption_bound=2, max_schedules=60)
-            per_schedule.append((time.perf_counter() - started) / max(1, result.schedules_run))
-            count = result.schedules_run
-            points.append(len(race.replay("A A A A B B B B").labels))
-    return statistics.median(per_schedule), statistics.median(points), count
-
-
 def run(quick: bool) -> list[Figure]:
     rounds = 1 if quick else 5
     database = server("postgres").create_database()
     try:
-        raw_s, raw_points, n = _measure(database, _raw, rounds)
-        eng_s, eng_points, _ = _measure(database, _engine, rounds)
+        raw_s, raw_points, n = race_rate(database, _raw, rounds=rounds, budget=60, **RULES)
+        eng_s, eng_points, _ = race_rate(database, _engine, rounds=rounds, budget=60, **RULES)
     finally:
         database.drop()
     note = (f"exhaustive, preemption bound 2, {n} schedules per exploration, median of {rounds}; target: the engine "
@@ -98,7 +78,7 @@ def run(quick: bool) -> list[Figure]:
         Figure(NAME, "SQLAlchemy engine (psycopg2, pooled): schedules/s", "1/s", round(1 / eng_s, 1),
                round(1 / raw_s, 1), "raw psycopg2 connection", note=note),
         Figure(NAME, "SQLAlchemy engine: decision points per serial schedule", "points", eng_points, raw_points,
-               "raw psycopg2 connection", note="moves of 'A A A A B B B B' replayed; the pool's queries are none"),
+               "raw psycopg2 connection", note="the serial schedule's moves; the pool's queries are none"),
     ]
 
 

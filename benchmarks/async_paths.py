@@ -12,9 +12,7 @@ Run: python -m benchmarks async_paths [--quick]
 
 from __future__ import annotations
 
-import statistics
 import sys
-import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -22,9 +20,11 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.core import Figure, server  # noqa: E402
+from benchmarks.races import race_rate  # noqa: E402
 from harness.explore import Race  # noqa: E402
 
 NAME = "async_paths"
+RULES: dict = {"setup": ["CREATE TABLE rules (name varchar(20))"], "teardown": ["DROP TABLE rules"], "name": NAME}
 COUNT = "SELECT count(*) FROM rules WHERE name = 'r1'"
 INSERT = "INSERT INTO rules (name) VALUES ('r1')"
 
@@ -77,34 +77,13 @@ def _asyncpg(race: Race) -> Callable[[], Any]:
     return request
 
 
-def _measure(database: Any, make: Callable[[Race], Callable[[], Any]], rounds: int,
-             budget: int) -> tuple[float, int, int]:
-    """(seconds per schedule, decision points of a serial schedule, schedules) over ``rounds`` explorations."""
-    per_schedule, points, count = [], 0, 0
-    for _ in range(rounds):
-        with Race(database, name="async-paths") as race:
-            race.capture_drivers()
-            race.setup("CREATE TABLE rules (name varchar(20))")
-            race.teardown("DROP TABLE rules")
-            request = make(race)
-            race.actor("A", request)
-            race.actor("B", request)
-            # no check: every schedule passes, so the search covers the whole bounded space
-            started = time.perf_counter()
-            result = race.explore(strategy="exhaustive", preemption_bound=2, max_schedules=budget)
-            per_schedule.append((time.perf_counter() - started) / max(1, result.schedules_run))
-            count = result.schedules_run
-            points = len(race.replay(["A"]).labels)  # A to its end, then B: no preemption
-    return statistics.median(per_schedule), points, count
-
-
 def run(quick: bool) -> list[Figure]:
     rounds, budget = (1, 10) if quick else (5, 60)
     database = server("postgres").create_database()
     try:
-        sync_s, sync_points, n = _measure(database, _sync_psycopg, rounds, budget)
-        apg_s, apg_points, _ = _measure(database, _async_psycopg, rounds, budget)
-        asyncpg_s, asyncpg_points, _ = _measure(database, _asyncpg, rounds, budget)
+        sync_s, sync_points, n = race_rate(database, _sync_psycopg, rounds=rounds, budget=budget, **RULES)
+        apg_s, apg_points, _ = race_rate(database, _async_psycopg, rounds=rounds, budget=budget, **RULES)
+        asyncpg_s, asyncpg_points, _ = race_rate(database, _asyncpg, rounds=rounds, budget=budget, **RULES)
     finally:
         database.drop()
     note = (f"exhaustive, preemption bound 2, ~{n} schedules per exploration, median of {rounds}; each request "

@@ -12,27 +12,19 @@ Run: python -m benchmarks django_orm [--quick]
 
 from __future__ import annotations
 
-import statistics
 import sys
-import time
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.core import Figure, server  # noqa: E402
+from benchmarks.races import race_rate  # noqa: E402
 from harness.explore import Race  # noqa: E402
 
 NAME = "django_orm"
 TABLE = "django_app_counter"  # examples/django_app's Counter
-
-
-class _Serial:
-    """A chooser that lets the first runnable actor go on: the serial schedule A..., B...."""
-
-    def choose(self, runnable: Sequence[str], current: str | None, index: int) -> str:
-        return runnable[0]
 
 
 def _psycopg(race: Race) -> Callable[[], None]:
@@ -62,26 +54,14 @@ def _django(race: Race) -> Callable[[], None]:
     return request
 
 
-def _measure(database: Any, make: Callable[[Race], Callable[[], None]], rounds: int,
-             budget: int) -> tuple[float, int, int]:
-    """(seconds per schedule, decision points of the serial schedule, schedules) over ``rounds``."""
+def measure(database: Any, make: Callable[[Race], Callable[[], Any]], rounds: int,
+            budget: int) -> tuple[float, int, int]:
+    """The lost-update race of ``make``'s handler, inside Django's settings for the race database."""
     from harness.django import configure
 
-    per_schedule, points, count = [], [], 0
-    for _ in range(rounds):
-        with Race(database, name="django-orm") as race, configure(race):
-            race.setup(f"INSERT INTO {TABLE} (name, n) VALUES ('hits', 0)")
-            race.teardown(f"DELETE FROM {TABLE}")
-            request = make(race)
-            race.actor("A", request)
-            race.actor("B", request)
-            # no check: every schedule passes, so the search covers the whole bounded space
-            started = time.perf_counter()
-            result = race.explore(strategy="exhaustive", preemption_bound=2, max_schedules=budget)
-            per_schedule.append((time.perf_counter() - started) / max(1, result.schedules_run))
-            count = result.schedules_run
-            points.append(len(race.run_schedule(_Serial()).labels))
-    return statistics.median(per_schedule), int(statistics.median(points)), count
+    return race_rate(database, make, setup=[f"INSERT INTO {TABLE} (name, n) VALUES ('hits', 0)"],
+                     teardown=[f"DELETE FROM {TABLE}"], rounds=rounds, budget=budget, name=NAME,
+                     context=configure)
 
 
 def run(quick: bool) -> list[Figure]:
@@ -95,8 +75,8 @@ def run(quick: bool) -> list[Figure]:
     try:
         with Race(database, name="django-orm-schema") as race, configure(race) as db:
             db.create_tables(Counter)
-        pg_s, pg_points, n = _measure(database, _psycopg, rounds, budget)
-        dj_s, dj_points, _ = _measure(database, _django, rounds, budget)
+        pg_s, pg_points, n = measure(database, _psycopg, rounds, budget)
+        dj_s, dj_points, _ = measure(database, _django, rounds, budget)
     finally:
         database.drop()
     note = (f"lost-update race, exhaustive, preemption bound 2, {n} schedules per exploration, median of {rounds}; "

@@ -4,7 +4,7 @@ psycopg 3 (``AsyncConnection``), asyncpg and the Django ORM.
 The race is django_orm's lost update on PostgreSQL (read the counter, write it back + 1, in one
 transaction), written for each stack as its request handler would be, each connecting per request (Django:
 a connection per actor thread), every connection captured by the race.  Each is explored exhaustively over
-the same bounded space (measurement: :func:`benchmarks.django_orm._measure`); the baseline is sync psycopg 3.
+the same bounded space (measurement: :func:`benchmarks.django_orm.measure`); the baseline is sync psycopg 3.
 
 Run: python -m benchmarks stacks [--quick]
 """
@@ -19,7 +19,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.core import Figure, server  # noqa: E402
-from benchmarks.django_orm import TABLE, _django, _measure, _psycopg  # noqa: E402
+from benchmarks.django_orm import TABLE, _django, _psycopg, measure  # noqa: E402
 from harness.explore import Race  # noqa: E402
 
 NAME = "stacks"
@@ -75,7 +75,7 @@ def run(quick: bool) -> list[Figure]:
             db.create_tables(Counter)
         for label, make in (("sync psycopg 3", _psycopg), ("async psycopg 3 (AsyncConnection)", _async_psycopg),
                             ("asyncpg", _asyncpg), ("Django ORM (psycopg 3 backend)", _django)):
-            measured[label] = _measure(database, make, rounds, budget)
+            measured[label] = measure(database, make, rounds, budget)
     finally:
         database.drop()
     base_s, _, n = measured["sync psycopg 3"]
