@@ -35,7 +35,7 @@ from ..errors import ProvisionError
 from .auth import new_password
 from .base import Server
 from .dsn import describe_server
-from .local import free_port, process_alive, run_root, sweep_stale_rundirs
+from .local import free_port, process_alive, redis_ping, run_root, sweep_stale_rundirs
 
 START_TIMEOUT = 120.0  # a first start initialises the data directory inside the container
 STOP_TIMEOUT = 15
@@ -124,14 +124,7 @@ def _sql_ready(service: str) -> Callable[[ConnInfo], None]:
 
 
 def _redis_ready(info: ConnInfo) -> None:
-    import redis
-
-    client = redis.Redis(host=info.host, port=info.port, password=info.password or None,
-                         socket_connect_timeout=2, socket_timeout=2)
-    try:
-        client.ping()
-    finally:
-        client.close()
+    redis_ping(info)
 
 
 SERVICES: dict[str, Service] = {

@@ -142,6 +142,11 @@ def _redis_command(b: Binaries, data: Path, run: Path, port: int, s: Settings) -
 
 
 def _redis_ready(info: ConnInfo, run: Path) -> None:
+    redis_ping(info)
+
+
+def redis_ping(info: ConnInfo) -> None:
+    """Raises until the Redis server at ``info`` answers (the local and Docker provisioners' readiness)."""
     import redis
 
     client = redis.Redis(host=info.host, port=info.port, password=info.password or None,
@@ -364,5 +369,5 @@ def local_available(service: str, settings: Settings) -> tuple[bool, str]:
     return True, f"{b.server} ({b.flavor} {b.version})"
 
 
-__all__ = ["LocalProcess", "free_port", "local_available", "process_alive", "run_root", "start_local",
+__all__ = ["LocalProcess", "free_port", "local_available", "process_alive", "redis_ping", "run_root", "start_local",
            "sweep_stale_rundirs"]
