@@ -28,7 +28,7 @@ The hierarchy::
 
 The two control-flow signals derive from :class:`BaseException`, as Hypothesis's own are, so that
 application code under test which catches ``Exception`` cannot swallow them and change the schedule.
-``ScenarioFailure`` (pytest_plugin: an interleaving did not
+``ScenarioFailure`` (pytest_scenarios: an interleaving did not
 do what its scenario expects) is a test failure, not an error, and stays with the plugin.
 
 The old homes (``harness.clock.ClockError``, ``harness.locks.LockError``, ``harness.actions.ActionArgsError``,
