@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import shlex
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from .redact import mask_all
@@ -126,3 +127,29 @@ class RunResults:
         return cls(outcomes=[Outcome.from_json(o) for o in d.get("outcomes", [])], started=d.get("started", ""),
                    duration=d.get("duration", 0.0), harness_version=d.get("harness_version", ""),
                    servers=dict(d.get("servers", {})), command=d.get("command", ""))
+
+
+def load_results(path: str | Path) -> RunResults:
+    """Read a results file (``harness run --json``), with a user-facing error for a missing, malformed or
+    too-new one: the one reader of the HTML renderer and the shard merge."""
+    import json
+
+    from .errors import HarnessError
+
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise HarnessError(f"cannot read results file {path}: {exc.strerror or exc}.") from None
+    except ValueError as exc:
+        raise HarnessError(f"{path} is not JSON ({exc}); pass files written by `harness run --json` or "
+                           "`--report`.") from None
+    if not isinstance(data, dict) or not isinstance(data.get("outcomes"), list):
+        raise HarnessError(f"{path} is not a harness results file (no 'outcomes' list).")
+    schema = data.get("schema", SCHEMA_VERSION)
+    if not isinstance(schema, int) or schema > SCHEMA_VERSION:
+        raise HarnessError(f"{path} has results schema {schema!r}, newer than this harness reads ({SCHEMA_VERSION}); "
+                           "upgrade race-harness to read it.")
+    try:
+        return RunResults.from_json(data)
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise HarnessError(f"{path} does not match the results schema: {exc!r}.") from None

@@ -17,32 +17,10 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
-from .errors import HarnessError
 from .redact import sanitize
-from .results import SCHEMA_VERSION, Outcome, RunResults
+from .results import Outcome, RunResults, load_results
 
 FAILURE = "failure found"
-
-
-def load_run(path: Path) -> RunResults:
-    """One results file, with a user-facing error for a missing, malformed or too-new one."""
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise HarnessError(f"cannot read results file {path}: {exc.strerror or exc}.") from None
-    except ValueError as exc:
-        raise HarnessError(f"{path} is not JSON ({exc}); pass files written by `harness run --json` or "
-                           "`--report`.") from None
-    if not isinstance(data, dict) or not isinstance(data.get("outcomes"), list):
-        raise HarnessError(f"{path} is not a harness results file (no 'outcomes' list).")
-    schema = data.get("schema", SCHEMA_VERSION)
-    if not isinstance(schema, int) or schema > SCHEMA_VERSION:
-        raise HarnessError(f"{path} has results schema {schema!r}, newer than this harness reads ({SCHEMA_VERSION}); "
-                           "upgrade race-harness to merge it.")
-    try:
-        return RunResults.from_json(data)
-    except (KeyError, TypeError, AttributeError) as exc:
-        raise HarnessError(f"{path} does not match the results schema: {exc!r}.") from None
 
 
 def _key(o: Outcome) -> tuple[str, str, str, str, str]:
@@ -130,7 +108,7 @@ def write_junit(results: RunResults, path: Path) -> Path:
 
 def merge_files(paths: Sequence[Path], json_out: Path) -> tuple[RunResults, list[str]]:
     """Merge results files into ``json_out`` (the input of the HTML report); returns them and warnings."""
-    merged, warnings = merge_results([load_run(p) for p in paths])
+    merged, warnings = merge_results([load_results(p) for p in paths])
     json_out = Path(json_out)
     if json_out.parent != Path(""):
         json_out.parent.mkdir(parents=True, exist_ok=True)

@@ -22,6 +22,7 @@ from harness.explore import Race
 from harness.explore.scenario import explore_scenario
 from harness.runner import parse_interleaving, run_scenario
 from harness.scenario.yaml_loader import load_yaml
+from tests.shapes import ACCOUNTS_AND_SESSION_A
 
 
 def scenario(text: str, name: str = "t.yaml"):  # type: ignore[no-untyped-def]
@@ -67,16 +68,7 @@ def test_an_explored_redis_lock_step_waits_visibly(server_pool, backend, redis_s
     assert replay.passed, replay.problems
 
 
-DEADLOCK = """
-setup: |
-  CREATE TABLE acct (id int PRIMARY KEY, n int);
-  INSERT INTO acct VALUES (1, 0), (2, 0);
-teardown: DROP TABLE acct
-sessions:
-  a:
-    steps: {a1: BEGIN, a2: UPDATE acct SET n = n + 1 WHERE id = 1, a3: UPDATE acct SET n = n + 1 WHERE id = 2,
-            a4: COMMIT}
-  b:
+DEADLOCK = ACCOUNTS_AND_SESSION_A + """  b:
     steps: {b1: BEGIN, b2: UPDATE acct SET n = n + 1 WHERE id = 2, b3: UPDATE acct SET n = n + 1 WHERE id = 1,
             b4: COMMIT}
 explore: {schedules: 100}

@@ -11,6 +11,7 @@ from harness.errors import ScenarioError
 from harness.explore.scenario import explore_scenario
 from harness.runner import parse_interleaving, run_scenario
 from harness.scenario.yaml_loader import load_yaml
+from tests.shapes import ACCOUNTS_AND_SESSION_A
 
 
 def scenario(text: str):  # type: ignore[no-untyped-def]
@@ -44,16 +45,7 @@ def test_allowed_errors_admit_an_explored_steps_error_by_number_or_sqlstate(serv
         assert outcome.passed, (codes, outcome.problems)
 
 
-ACCOUNTS = """
-setup: |
-  CREATE TABLE acct (id int PRIMARY KEY, n int);
-  INSERT INTO acct VALUES (1, 0), (2, 0);
-teardown: DROP TABLE acct
-sessions:
-  a:
-    steps: {a1: BEGIN, a2: UPDATE acct SET n = n + 1 WHERE id = 1, a3: UPDATE acct SET n = n + 1 WHERE id = 2,
-            a4: COMMIT}
-  b:
+ACCOUNTS = ACCOUNTS_AND_SESSION_A + """  b:
     steps:
       b1: BEGIN
       b2: UPDATE acct SET n = n + 1 WHERE id = 2

@@ -22,9 +22,8 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 
-from ..errors import HarnessError
 from ..redact import mask_url
-from ..results import SCHEMA_VERSION, Outcome, RunResults
+from ..results import SCHEMA_VERSION, Outcome, RunResults, load_results
 from ..trace import Event, StepResult, WaitEdge
 from .narrative import headline, narrative
 from .story import Story, build_story
@@ -268,27 +267,6 @@ def write_report(results: RunResults, folder: Path) -> Path:
     out = folder / "report.html"
     out.write_text(render_html(results), encoding="utf-8")
     return out
-
-
-def load_results(json_path: Path) -> RunResults:
-    """Read a results file, with a user-facing error for a missing, malformed or too-new one."""
-    try:
-        data = json.loads(Path(json_path).read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise HarnessError(f"cannot read results file {json_path}: {exc.strerror or exc}.") from None
-    except ValueError as exc:
-        raise HarnessError(f"{json_path} is not JSON ({exc}); pass the file written by "
-                           f"`harness run --json` or `--report`.") from None
-    if not isinstance(data, dict) or "outcomes" not in data:
-        raise HarnessError(f"{json_path} is not a harness results file (no 'outcomes').")
-    schema = data.get("schema", SCHEMA_VERSION)
-    if not isinstance(schema, int) or schema > SCHEMA_VERSION:
-        raise HarnessError(f"{json_path} has results schema {schema!r}, newer than this harness reads "
-                           f"({SCHEMA_VERSION}); upgrade race-harness to render it.")
-    try:
-        return RunResults.from_json(data)
-    except (KeyError, TypeError) as exc:
-        raise HarnessError(f"{json_path} does not match the results schema: {exc!r}.") from None
 
 
 def render_file(json_path: Path, out_html: Path) -> Path:

@@ -9,7 +9,8 @@ import pytest
 
 from harness.errors import HarnessError
 from harness.results import Outcome, RunResults
-from harness.results_merge import load_run, merge_results, write_junit
+from harness.results import load_results as load_run
+from harness.results_merge import merge_results, write_junit
 
 
 def exploration(shard: str | None, *, runs: int = 10, found: list[str] | None = None, key: list[int] | None = None,
