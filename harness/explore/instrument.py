@@ -1,8 +1,8 @@
 """Instrumented DB-API handles: every execute/commit/rollback becomes a scheduling point.
 
-Code under test does not change: it receives these proxies where it expected a psycopg 3, psycopg2 or
-PyMySQL connection (or a SQLAlchemy engine built on them through its ``creator``).  Calls made outside
-a scheduled actor (setup, checks) run straight through.
+Code under test does not change: it receives these proxies where it expected a psycopg 3 or PyMySQL
+connection (psycopg2 gets a subclass instead, :mod:`.pg2`; connections an app opens itself are captured,
+:mod:`.capture`).  Calls made outside a scheduled actor (setup, checks) run straight through.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ class Route:
     pooled: bool = False
     checked_out: bool = False
     close_after_schedule: bool = False
+    touched: bool = False  # an actor called through it this schedule: the reset after it has work to do
 
     @property
     def bookkeeping(self) -> bool:
@@ -58,6 +59,8 @@ def scheduled(sched_ref: SchedulerRef, conn: Any, sid: int | None, label: str, f
     sched = sched_ref()
     if sched is None or sched.current() is None or (route is not None and route.bookkeeping):
         return fn()
+    if route is not None:
+        route.touched = True
     if label in ("COMMIT", "ROLLBACK") and not open_transaction(conn):
         return fn()
     if sid is not None:
