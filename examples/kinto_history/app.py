@@ -32,7 +32,8 @@ def prepare(db: SetupContext, *, fixed: bool, frozen_at: str) -> None:
     # first, so the sessions Kinto's pool opens from here on read the frozen clock
     DbClock("postgres").freeze_database(db.conn, db.info.dbname, frozen_at)
     storage = storage_for(db.url())
-    storage.initialize_schema()
+    with transaction.manager:  # as `kinto migrate` does: the schema work is one committed transaction
+        storage.initialize_schema()
     if fixed:
         with transaction.manager, storage.client.connect() as session:
             locked = "pg_advisory_xact_lock" in str(session.execute(

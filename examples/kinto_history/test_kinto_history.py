@@ -73,7 +73,8 @@ def create_with_history(storage: Storage, collection: str, record_id: str) -> No
 
 def kinto_race(race: Race, *, fixed: bool) -> Storage:
     storage = kinto_storage(kinto_url(race))
-    storage.initialize_schema()  # Kinto's own schema, through its own pool (outside any actor)
+    with transaction.manager:  # Kinto's own schema, through its own pool (outside any actor), committed
+        storage.initialize_schema()
     if fixed:
         install_upstream_fix(storage)
     race.freeze_clock("2024-01-01 00:00:00+00")  # every session's clock_timestamp(), Kinto's included

@@ -45,20 +45,22 @@ class AppsMixin(RaceBase):
     def _reset_captured(self) -> None:
         """Between schedules: roll back what the app's kept sessions left open, release their session
         locks and clock settings (the pools keep them for the next schedule).  Only the sessions an actor
-        used: an untouched one has nothing of this schedule's to undo (and a round trip each is the
-        cost of a warm pool's every schedule).  Their search_path stays: the clock's shadowing of kept
-        sessions is set once, when the clock is installed."""
+        used, or that have a transaction open (say, left by the app's own start-up): an idle untouched one
+        has nothing to undo, and a round trip each would be the cost of a warm pool's every schedule.
+        Their search_path stays: the clock's shadowing of kept sessions is set once, when the clock is
+        installed."""
         for conn in self._capture.live():
             try:
                 route = getattr(conn, "harness_route", None)
                 if route is not None and route.close_after_schedule:
                     conn.close()  # an actor thread's Django connection: its thread and wrapper are gone
                     continue
-                if route is not None and not route.touched:
+                in_transaction = open_transaction(conn)  # client-side (psycopg); PyMySQL: always True
+                if route is not None and not route.touched and not in_transaction:
                     continue
                 if route is not None:
                     route.touched = False
-                if open_transaction(conn):
+                if in_transaction:
                     conn.rollback()
                 self.dialect.reset_kept_session(conn)
             except Exception:
