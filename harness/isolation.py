@@ -3,11 +3,9 @@
 The engine runs the permutations (its control flow is isolationtester's ``run_permutation`` /
 ``try_complete_step``); this module adds what only matters for byte-identical output:
 
-* :class:`IsolationDialect` drives libpq exactly as isolationtester does (one ``PQsendQuery`` per
-  step, ``PQisBusy`` / ``PQgetResult``), so notices are seen at the same points: those parsed before
-  the first result print *before* the step line, later ones after the result they follow.  It keeps
-  libpq's own formatted notice text, NOTIFY messages, and asks the server with isolationtester's own
-  ``pg_isolation_test_session_is_blocked`` whether a step waits.
+* :class:`~harness.dialect.isolation.IsolationDialect` drives libpq exactly as isolationtester does
+  (one ``PQsendQuery`` per step, ``PQisBusy`` / ``PQgetResult``), through ctypes rather than psycopg,
+  whose import would cost more than a typical spec's run (the drop-in starts once per spec).
 * :class:`~harness.isolation_output.IsolationFormatter` (isolation_output.py) turns traces into
   isolationtester's stdout (``PQprint`` tables, ``SEVERITY:  message`` errors, ``<waiting ...>`` /
   ``<... completed>``, cancel messages).
@@ -18,139 +16,23 @@ The engine runs the permutations (its control flow is isolationtester's ``run_pe
 from __future__ import annotations
 
 import os
-import select
 import sys
-from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
-import psycopg
-from psycopg import pq
-from psycopg.conninfo import make_conninfo
-
-from .dialect.base import ConnInfo, Wait
-from .dialect.postgres import PostgresDialect, convert_result
+from .dialect.base import ConnInfo
+from .dialect.isolation import IsolationDialect, connect
 from .engine import Engine, EngineOptions, ScenarioRunError
 from .errors import ConnectFailed, HarnessError
-from .isolation_output import LATER_ERROR_TAG, NOTIFY_TAG, STATUS_TAG, IsolationFormatter, Output, _bytes, pqprint
+from .isolation_output import IsolationFormatter, Output, _bytes, pqprint
 from .pgversion import pg_version
 from .scenario.model import Interleaving, Scenario, StepRef
 from .scenario.spec_loader import load_spec, unused_steps
-from .trace import ErrorInfo, ResultSet, StepResult, Trace
+from .trace import Trace
 
 DEFAULT_CONNINFO = "dbname = postgres"
 DEFAULT_TIMEOUT = 300.0
 
 Connector = Callable[[str], Any]
-
-
-def _text(value: bytes | None) -> str | None:
-    """Server bytes as str, reversibly: the formatter re-encodes them to print the very same bytes."""
-    return None if value is None else value.decode("utf-8", "surrogateescape")
-
-
-@dataclass
-class PqNotice(ErrorInfo):
-    """A notice plus what the engine copies into the trace: libpq's text and where it arrived."""
-
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-def _error_of(res: Any) -> ErrorInfo:
-    f = pq.DiagnosticField
-    severity, message = _text(res.error_field(f.SEVERITY)), _text(res.error_field(f.MESSAGE_PRIMARY))
-    if severity is None or message is None:  # libpq-generated: only the old-style message
-        return ErrorInfo(code=None, message=_text(res.error_message) or "", severity="")
-    return ErrorInfo(code=_text(res.error_field(f.SQLSTATE)), message=message, severity=severity,
-                     detail=_text(res.error_field(f.MESSAGE_DETAIL)))
-
-
-class IsolationDialect(PostgresDialect):
-    """PostgreSQL as isolationtester sees it (see the module docstring)."""
-
-    WAIT_STMT = b"isolationtester_waiting"
-
-    def __init__(self) -> None:
-        self.session_pids: dict[int, str] = {}  # backend pid -> session name, refreshed per permutation
-        self._prepared: set[int] = set()
-
-    def run_sql(self, conn: Any, sql: str, on_notice: Callable[[ErrorInfo], None] | None = None) -> StepResult:
-        pgconn = conn.pgconn
-        out = StepResult()
-        got = 0  # results returned so far: a notice parsed before result k prints after result k-1
-
-        def notice(res: Any) -> None:
-            if on_notice is not None:
-                e = _error_of(res)
-                on_notice(PqNotice(e.code, e.message, e.severity, e.detail,
-                                   extra={"text": _text(res.error_message) or "", "after_results": got}))
-
-        pgconn.notice_handler = notice
-        try:
-            pgconn.send_query(_bytes(sql))
-            while True:
-                lost = False
-                while pgconn.is_busy():
-                    select.select([pgconn.socket], [], [], 1.0)
-                    try:
-                        pgconn.consume_input()
-                    except psycopg.OperationalError:
-                        lost = True  # libpq turns it into an error result, as in a blocking PQgetResult
-                        break
-                res = pgconn.get_result()
-                if res is None:
-                    break
-                if lost:  # the same text a blocking PQgetResult gives, minus our dead-socket wait's line
-                    msg = _text(res.error_message) or ""
-                    if msg.endswith("\ninvalid socket\n"):
-                        msg = msg[: -len("invalid socket\n")]
-                    got += 1
-                    if out.error is None:
-                        out.error = ErrorInfo(code=None, message=msg, severity="")
-                    else:  # printed after out.error (the server's FATAL that preceded the close)
-                        out.results.append(ResultSet(rows=[[msg]], command=LATER_ERROR_TAG))
-                    continue
-                got += 1
-                # errors keep isolationtester's exact text (libpq's own, untrimmed); rows and tags are shared
-                converted = _error_of(res) if res.status == pq.ExecStatus.FATAL_ERROR else convert_result(res)
-                if isinstance(converted, ErrorInfo):
-                    out.error = converted
-                elif converted is not None:
-                    out.results.append(converted)
-                else:
-                    out.results.append(ResultSet(command=STATUS_TAG + "PGRES_" + res.status.name))
-            if pgconn.status == pq.ConnStatus.OK:
-                pgconn.consume_input()
-            while (n := pgconn.notifies()) is not None:
-                sender = self.session_pids.get(n.be_pid, f"PID {n.be_pid}")
-                out.results.append(ResultSet(rows=[[_text(n.relname), _text(n.extra), sender]], command=NOTIFY_TAG))
-                if pgconn.status == pq.ConnStatus.OK:
-                    pgconn.consume_input()
-        except psycopg.OperationalError as exc:
-            raise ConnectionError(str(exc)) from exc
-        finally:
-            pgconn.notice_handler = None
-        if pgconn.status != pq.ConnStatus.OK and out.error is None:
-            raise ConnectionError(_text(pgconn.error_message) or "connection lost")
-        return out
-
-    def waits(self, monitor: Any, session_ids: list[int]) -> list[Wait]:
-        """isolationtester's lock-wait test (blocked by one of our sessions, or waiting for a safe
-        snapshot), for all asked-about sessions in one round trip."""
-        if not session_ids:
-            return []
-        pgconn = monitor.pgconn
-        if id(pgconn) not in self._prepared:
-            res = pgconn.prepare(self.WAIT_STMT, b"SELECT p FROM unnest($1::int4[]) AS p "
-                                                 b"WHERE pg_catalog.pg_isolation_test_session_is_blocked(p, $2::int4[])")
-            if res.status != pq.ExecStatus.COMMAND_OK:
-                raise HarnessError(f"prepare of lock wait query failed: {_text(pgconn.error_message)}")
-            self._prepared.add(id(pgconn))
-        asked = _bytes("{" + ",".join(str(p) for p in session_ids) + "}")
-        ours = _bytes("{" + ",".join(str(p) for p in self.session_pids) + "}")
-        res = pgconn.exec_prepared(self.WAIT_STMT, [asked, ours])
-        if res.status != pq.ExecStatus.TUPLES_OK:
-            raise HarnessError(f"lock wait query failed: {_text(pgconn.error_message)}")
-        return [Wait(waiter=int(res.get_value(r, 0) or b"0"), holder=None, lock="lock") for r in range(res.ntuples)]
 
 
 # -- running a spec ---------------------------------------------------------------------------------
@@ -196,23 +78,11 @@ def step_timeout_from_env(env: dict[str, str] | os._Environ[str] | None = None) 
 def conninfo_of(target: ConnInfo | str) -> str:
     if isinstance(target, str):
         return target
+    from psycopg.conninfo import make_conninfo  # in-process callers (tests, benchmarks, `harness run`)
+
     return make_conninfo(host=target.host, port=target.port, user=target.user or None,
                          password=target.password or None, dbname=target.dbname or "postgres",
                          **dict(target.params))
-
-
-def _connect(conninfo: str, index: int, name: str) -> Any:
-    """PQconnectdb + isolationtester's application_name suffix; errors worded like isolationtester."""
-    try:
-        conn = psycopg.connect(conninfo, autocommit=True)
-    except psycopg.Error as exc:
-        raise ConnectFailed(f"Connection {index} failed: {str(exc).rstrip()}\n") from exc
-    res = conn.pgconn.exec_params(b"SELECT set_config('application_name',\n"
-                                  b"  current_setting('application_name') || '/' || $1,\n  false)",
-                                  [_bytes(name)])
-    if res.status != pq.ExecStatus.TUPLES_OK:
-        raise ConnectFailed(f"setting of application name failed: {_text(conn.pgconn.error_message)}")
-    return conn
 
 
 def run_spec(scenario: Scenario, target: ConnInfo | str | Connector, out: Any, err: Any = None, *,
@@ -236,7 +106,7 @@ def run_spec(scenario: Scenario, target: ConnInfo | str | Connector, out: Any, e
         opened: dict[str, Any] = {}
         try:
             for i, name in enumerate(names):
-                opened[name] = _connect(conninfo, i, name)
+                opened[name] = connect(conninfo, i, name)
         except ConnectFailed as exc:
             for conn in opened.values():
                 conn.close()
@@ -244,7 +114,7 @@ def run_spec(scenario: Scenario, target: ConnInfo | str | Connector, out: Any, e
             return 1
 
         def connector(name: str) -> Any:
-            return opened.pop(name) if name in opened else _connect(conninfo, names.index(name), name)
+            return opened.pop(name) if name in opened else connect(conninfo, names.index(name), name)
 
     dialect = dialect or IsolationDialect()
     timeout = step_timeout if step_timeout is not None else step_timeout_from_env()
@@ -333,5 +203,5 @@ if __name__ == "__main__":
     sys.exit(main())
 
 
-__all__ = ["ConnectFailed", "IsolationDialect", "IsolationFormatter", "NOTIFY_TAG", "Output", "all_permutations",
+__all__ = ["ConnectFailed", "IsolationDialect", "IsolationFormatter", "Output", "all_permutations",
            "isolationtester_main", "pqprint", "run_spec", "run_spec_on_server"]

@@ -1,17 +1,20 @@
-"""PostgreSQL through psycopg 3."""
+"""PostgreSQL through psycopg 3.
+
+psycopg is imported where it is used, not with this module: the isolationtester drop-in subclasses
+this dialect on :mod:`harness.dialect.libpq` connections and must not pay psycopg's import per spec."""
 
 from __future__ import annotations
 
 import importlib
 import select
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-import psycopg
-from psycopg import pq
-from psycopg import sql as pgsql
+if TYPE_CHECKING:
+    import psycopg
 
-from ..trace import ErrorInfo, ResultSet, StepResult
+from ..trace import ErrorInfo, StepResult
 from .base import Capabilities, ConnInfo, Dialect, Wait, execute, run_and_commit
+from .pqresult import convert_result, error_of, status_name
 
 #: one round trip that answers "who of these sessions waits for whom, on what" (holders restricted to
 #: the given sessions, as isolationtester does: a wait on autovacuum is not a scheduling fact)
@@ -34,42 +37,12 @@ WHERE h.holder = ANY(%(pids)s::int[]) OR h.holder = 0
 _DEADLOCK_MESSAGE = "deadlock detected"
 
 
-def _text(value: bytes | None) -> str | None:
-    return None if value is None else value.decode("utf-8", "replace")
-
-
-def _error_of(res: Any) -> ErrorInfo:
-    field = pq.DiagnosticField
-    message = _text(res.error_field(field.MESSAGE_PRIMARY))
-    if message is None:  # libpq-generated errors carry only the old-style message
-        message = _text(res.error_message) or "unknown error"
-        return ErrorInfo(code=None, message=message.strip(), severity="")
-    code = _text(res.error_field(field.SQLSTATE))
-    return ErrorInfo(code=code, message=message, sqlstate=code,
-                     severity=_text(res.error_field(field.SEVERITY)) or "ERROR",
-                     detail=_text(res.error_field(field.MESSAGE_DETAIL)))
-
-
-def convert_result(res: Any) -> ResultSet | ErrorInfo | None:
-    """One libpq result as rows (the server's text), a command tag, or an error; None for others."""
-    status = res.status
-    if status == pq.ExecStatus.TUPLES_OK:
-        columns = [_text(res.fname(i)) or "" for i in range(res.nfields)]
-        rows = [[_text(res.get_value(r, c)) for c in range(res.nfields)] for r in range(res.ntuples)]
-        return ResultSet(columns, rows, _text(res.command_status), res.ntuples)
-    if status in (pq.ExecStatus.COMMAND_OK, pq.ExecStatus.EMPTY_QUERY):
-        tag = _text(res.command_status) or ""
-        last = tag.rsplit(" ", 1)[-1]
-        return ResultSet(command=tag, rowcount=int(last) if last.isdigit() else None)
-    if status == pq.ExecStatus.FATAL_ERROR:
-        return _error_of(res)
-    return None
-
-
 def _run_pq(conn: psycopg.Connection[Any], sql: str, on_notice: Callable[[ErrorInfo], None] | None) -> StepResult:
     """Send a step as one simple query through libpq and collect every result (as isolationtester)."""
+    import psycopg
+
     pgconn = conn.pgconn
-    pgconn.notice_handler = (lambda res: on_notice(_error_of(res))) if on_notice else None
+    pgconn.notice_handler = (lambda res: on_notice(error_of(res))) if on_notice else None
     out = StepResult()
     try:
         pgconn.send_query(sql.encode())
@@ -86,11 +59,11 @@ def _run_pq(conn: psycopg.Connection[Any], sql: str, on_notice: Callable[[ErrorI
             elif converted is not None:
                 out.results.append(converted)
             else:  # COPY and friends are not supported in steps
-                out.error = ErrorInfo(None, f"unexpected result status {pq.ExecStatus(res.status).name}", "ERROR")
+                out.error = ErrorInfo(None, f"unexpected result status {status_name(res.status)}", "ERROR")
     except psycopg.OperationalError as exc:
         raise ConnectionError(str(exc)) from exc
-    if pgconn.status != pq.ConnStatus.OK:
-        raise ConnectionError(_text(pgconn.error_message) or "connection lost")
+    if pgconn.status != 0:  # CONNECTION_OK
+        raise ConnectionError(pgconn.error_message.decode("utf-8", "replace") or "connection lost")
     return out
 
 
@@ -102,6 +75,8 @@ class PostgresDialect(Dialect):
 
     def connect(self, info: ConnInfo, *, autocommit: bool = True, application_name: str | None = None,
                 connect_timeout: float = 10.0) -> psycopg.Connection[Any]:
+        import psycopg
+
         kwargs: dict[str, Any] = dict(info.params)
         if application_name is not None:
             kwargs["application_name"] = application_name
@@ -115,6 +90,8 @@ class PostgresDialect(Dialect):
         return "postgres", execute(conn, "SHOW server_version")[0][0].split()[0]
 
     def create_database(self, admin: Any, name: str, template: str | None = None) -> None:
+        from psycopg import sql as pgsql
+
         # FILE_COPY: the strategy for small templates (it skips WAL-logging every block). With data on
         # tmpfs it measured 11.8 ms per create+drop vs 12.1 ms for WAL_LOG (benchmarks/provision.py);
         # on a VM disk every copied file cost ~1 ms, which is why data dirs live on tmpfs.
@@ -125,6 +102,8 @@ class PostgresDialect(Dialect):
             admin.execute(pgsql.SQL("CREATE DATABASE {}").format(pgsql.Identifier(name)))
 
     def drop_database(self, admin: Any, name: str) -> None:
+        from psycopg import sql as pgsql
+
         admin.execute(pgsql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(pgsql.Identifier(name)))
 
     def template_database(self, admin: Any, name: str) -> str | None:
@@ -182,9 +161,13 @@ class PostgresDialect(Dialect):
         return _run_pq(conn, sql, on_notice)
 
     def make_error(self, code: str, message: str) -> BaseException:
+        import psycopg
+
         return psycopg.errors.lookup(code)(message)
 
     def connection_lost(self) -> BaseException:
+        import psycopg
+
         return psycopg.OperationalError("server closed the connection unexpectedly (injected: lost ack)")
 
     def session_listed(self, monitor: Any, session_id: int) -> bool:
@@ -192,6 +175,8 @@ class PostgresDialect(Dialect):
         return int(execute(monitor, "SELECT count(*) FROM pg_stat_activity WHERE pid = %s", (session_id,))[0][0]) > 0
 
     def is_connection_error(self, exc: BaseException) -> bool:
+        import psycopg
+
         if isinstance(exc, psycopg.InterfaceError):  # used after it broke ("the connection is closed")
             return True
         code = getattr(exc, "sqlstate", None) or getattr(exc, "pgcode", None)
@@ -232,10 +217,15 @@ class PostgresDialect(Dialect):
         run_and_commit(conn, "SELECT pg_advisory_unlock_all(), set_config('harness.clock', '', false)")
 
     def shadow_clock_by_default(self, admin: Any, dbname: str) -> None:
+        from psycopg import sql as pgsql
+
         admin.execute(pgsql.SQL("ALTER DATABASE {} SET search_path = "
                                 "'\"$user\"', public, harness_clock, pg_catalog").format(pgsql.Identifier(dbname)))
 
     def prepare_race_database(self, admin: Any, dbname: str, hang_timeout: float) -> str | None:
+        import psycopg
+        from psycopg import sql as pgsql
+
         timeout_ms = int(max(1.0, hang_timeout / 2) * 1000)  # cycles through sessions we do not see
         try:
             admin.execute(pgsql.SQL("ALTER DATABASE {} SET deadlock_timeout = {}").format(
@@ -250,6 +240,8 @@ class PostgresDialect(Dialect):
                          "this session's wait closed it")
 
     def deadlock_error(self, exc: BaseException) -> BaseException:
+        import psycopg
+
         message = _DEADLOCK_MESSAGE + " (cycle broken by race-harness: this session's wait closed it)"
         if type(exc).__module__.startswith("psycopg2"):  # an app's psycopg2 connection
             return _psycopg2_error("40P01", message)

@@ -21,10 +21,9 @@ from ..scenario.safe_yaml import MAX_FILE_BYTES
 from . import mysqllog, pglog
 from .build import Draft, build
 from .capture import OWN_APPLICATION, PG_SERVER_OPTIONS, capture_for
+from .commands import LOG_KINDS
 from .write import write
 
-#: how `harness import` names the log kinds
-LOG_KINDS = {"pg-csvlog": "postgres", "mysql-general-log": "mysql"}
 MAX_LOG_BYTES = 200_000_000
 
 

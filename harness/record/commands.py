@@ -5,10 +5,15 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from ..errors import ConfigError
-from .api import LOG_KINDS, RecordReport, import_log, record
+
+if TYPE_CHECKING:
+    from .api import RecordReport
+
+#: how `harness import` names the log kinds (the parser needs them before anything heavy is imported)
+LOG_KINDS = {"pg-csvlog": "postgres", "mysql-general-log": "mysql"}
 
 
 def _print(report: RecordReport) -> int:
@@ -24,6 +29,8 @@ def cmd_record(args: argparse.Namespace, settings_from: Callable[[argparse.Names
     command = list(args.command_argv)
     if command[:1] == ["--"]:
         command = command[1:]
+    from .api import record
+
     settings = settings_from(args)
     if args.backends is None:
         backend = "postgres"
@@ -36,6 +43,8 @@ def cmd_record(args: argparse.Namespace, settings_from: Callable[[argparse.Names
 
 
 def cmd_import(args: argparse.Namespace) -> int:
+    from .api import import_log
+
     sessions = [s.strip() for s in args.sessions.split(",") if s.strip()] if args.sessions else None
     return _print(import_log(args.kind, Path(args.log), Path(args.output),
                              schema=Path(args.schema) if args.schema else None, sessions=sessions,
