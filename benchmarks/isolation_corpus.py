@@ -68,6 +68,22 @@ class TimedDialect(IsolationDialect):
         self.durations[id(result)] = time.perf_counter() - t
         return result
 
+    def start_sql(self, conn: Any, sql: str, on_notice: Any = None) -> Any:
+        """Steps are sent and read inline: their round trip runs from the send to the poll that
+        returned the result."""
+        t = time.perf_counter()
+        call = super().start_sql(conn, sql, on_notice)
+        durations = self.durations
+
+        class Timed:
+            def poll(self, timeout: float) -> StepResult | None:
+                result = call.poll(timeout)
+                if result is not None:
+                    durations[id(result)] = time.perf_counter() - t
+                return result
+
+        return Timed()
+
 
 @dataclass
 class Outcome:

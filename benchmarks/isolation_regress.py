@@ -13,6 +13,7 @@ Run: python -m benchmarks isolation_regress [--quick]
 
 from __future__ import annotations
 
+import compileall
 import os
 import re
 import shutil
@@ -44,7 +45,10 @@ sys.exit(main(["isolationtester", *sys.argv[1:]]))
 
 
 def _ours(folder: Path) -> Path:
-    """A folder with pg_isolation_regress and our isolationtester next to it."""
+    """A folder with pg_isolation_regress and our isolationtester next to it.  The package's bytecode
+    is compiled first, as ``pip install`` does for an installed package (this machine sets
+    PYTHONDONTWRITEBYTECODE, so an editable checkout would otherwise recompile it in every process)."""
+    compileall.compile_dir(str(ROOT / "harness"), quiet=1)
     shutil.copy2(PGXS / "pg_isolation_regress", folder / "pg_isolation_regress")
     tester = folder / "isolationtester"
     tester.write_text(SCRIPT.format(python=sys.executable, root=str(ROOT)))

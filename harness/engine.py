@@ -224,6 +224,8 @@ class Engine(EngineSetup):
                 self._finish_now(pending, StepResult(error=armed.error), injected=True)
             else:
                 worker.launch(pending, lambda: self._lose_ack(pending, armed))
+        elif self.dialect.capabilities.inline_sql:  # sent from here, read when the engine asks
+            worker.start(pending, sql)
         else:
             ctx = ActionContext(worker.name, worker.conn, self.dialect, step.args, worker)
             worker.launch(pending, lambda: run_step(step, sql, ctx, self.actions, worker.on_notice))

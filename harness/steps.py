@@ -12,10 +12,12 @@ from __future__ import annotations
 import queue
 import re
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Protocol
 
 from .dialect import Dialect
+from .dialect.base import SqlCall
 from .errors import ScenarioRunError
 from .scenario.model import Scenario, Step, StepRef
 from .trace import ErrorInfo, StepResult, WaitEdge
@@ -84,6 +86,17 @@ def run_step(step: Step, sql: str, ctx: ActionContext, actions: Mapping[str, Act
         return StepResult(error=ErrorInfo("harness", f"{type(exc).__name__}: {exc}"))
 
 
+class Completion(Protocol):
+    """Whether a launched step is done: a :class:`threading.Event` set by its worker thread, or a
+    :class:`_Polled` that reads the step's connection when asked."""
+
+    def is_set(self) -> bool: ...
+
+    def wait(self, timeout: float | None = None) -> bool: ...
+
+    def set(self) -> None: ...
+
+
 @dataclass(eq=False)
 class _Pending:
     ref: StepRef
@@ -91,7 +104,7 @@ class _Pending:
     sql: str
     worker: "SessionWorker"
     t_launch: float
-    done: threading.Event = field(default_factory=threading.Event)
+    done: Completion = field(default_factory=threading.Event)
     result: StepResult | None = None
     conn_lost: bool = False
     reported_waiting: bool = False
@@ -118,6 +131,43 @@ _BEGIN = re.compile(r"^\s*(BEGIN|START\s+TRANSACTION)\b", re.I)
 def starts_transaction(sql: str | None) -> bool:
     """Whether a step's SQL opens a transaction (ends a session's run outside one)."""
     return bool(sql) and _BEGIN.match(sql or "") is not None
+
+
+class _Polled:
+    """A step the dialect sent from the engine's thread (``Capabilities.inline_sql``): asking whether
+    it is done, or waiting for it, reads its connection -- isolationtester's ``try_complete_step``,
+    with no thread hop per step."""
+
+    def __init__(self, pending: _Pending, call: SqlCall) -> None:
+        self.pending, self.call, self._set = pending, call, False
+
+    def set(self) -> None:
+        self._set = True
+
+    def is_set(self) -> bool:
+        if not self._set:
+            self._drive(0.0)
+        return self._set
+
+    def wait(self, timeout: float | None = None) -> bool:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._set:
+            left = 1.0 if deadline is None else deadline - time.monotonic()
+            self._drive(max(0.0, left))
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+        return self._set
+
+    def _drive(self, timeout: float) -> None:
+        p = self.pending
+        try:
+            result = self.call.poll(timeout)
+        except ConnectionError as exc:
+            result = StepResult(error=ErrorInfo("connection", f"connection lost: {exc}", "FATAL"))
+            p.conn_lost = True
+        if result is not None:
+            p.result = result
+            self._set = True
 
 
 class SessionWorker:
@@ -169,6 +219,17 @@ class SessionWorker:
 
         self._jobs.put(job)
 
+    def start(self, pending: _Pending, sql: str) -> None:
+        """Send a SQL step from the caller's thread (``Capabilities.inline_sql``); ``pending.done``
+        then reads the connection when asked."""
+        self.active = pending
+        try:
+            pending.done = _Polled(pending, self.dialect.start_sql(self.conn, sql, self.on_notice))
+        except ConnectionError as exc:
+            pending.result = StepResult(error=ErrorInfo("connection", f"connection lost: {exc}", "FATAL"))
+            pending.conn_lost = True
+            pending.done.set()
+
     def call(self, fn: Callable[[], Any]) -> Any:
         """Run ``fn`` in this worker's thread (its connection is only used there) and return its value."""
         box: dict[str, Any] = {}
@@ -189,7 +250,13 @@ class SessionWorker:
         return box["v"]
 
     def run_now(self, sql: str) -> StepResult:
-        """Run SQL synchronously on this session (setup/teardown), in this worker's thread."""
+        """Run SQL synchronously on this session (setup/teardown), in this worker's thread (or the
+        caller's, where the dialect drives SQL inline: no step is in flight then)."""
+        if self.dialect.capabilities.inline_sql:
+            try:
+                return self.dialect.run_sql(self.conn, sql, self.on_notice)
+            except ConnectionError as exc:
+                return StepResult(error=ErrorInfo("connection", f"connection lost: {exc}", "FATAL"))
         box: dict[str, StepResult] = {}
         ready = threading.Event()
 

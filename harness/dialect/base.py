@@ -10,7 +10,7 @@ import time
 import urllib.parse
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 from ..trace import ErrorInfo, StepResult
 
@@ -107,6 +107,17 @@ class Capabilities:
     #: an error inside a transaction leaves it open and aborted until ROLLBACK (PostgreSQL); False: a
     #: deadlock can end it at once and later statements autocommit (see Dialect.ended_transaction)
     aborted_transaction_stays_open: bool = False
+    #: SQL steps can be sent and then polled from the engine's own thread (libpq's asynchronous API:
+    #: :meth:`Dialect.start_sql`), as isolationtester does, instead of one worker-thread hop per step
+    inline_sql: bool = False
+
+
+class SqlCall(Protocol):
+    """A SQL step sent without waiting for it (:meth:`Dialect.start_sql`)."""
+
+    def poll(self, timeout: float) -> StepResult | None:
+        """Read what arrived, waiting at most ``timeout`` seconds; the step's result once it is
+        complete, else None.  Raises :class:`ConnectionError` if the connection is lost."""
 
 
 class Dialect(ABC):
@@ -191,6 +202,10 @@ class Dialect(ABC):
 
         Connection loss is raised as :class:`ConnectionError`.
         """
+
+    def start_sql(self, conn: Any, sql: str, on_notice: Callable[[ErrorInfo], None] | None = None) -> SqlCall:
+        """Send one step and return at once (only where ``capabilities.inline_sql``)."""
+        raise NotImplementedError(f"{self.name}: steps run in worker threads")
 
     @abstractmethod
     def make_error(self, code: str, message: str) -> BaseException:

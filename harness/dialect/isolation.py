@@ -11,7 +11,8 @@ notice text, NOTIFY messages, and asks the server with isolationtester's own
 from __future__ import annotations
 
 import select
-from dataclasses import dataclass, field
+import time
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 from ..errors import ConnectFailed, HarnessError
@@ -59,11 +60,92 @@ def connect(conninfo: str, index: int, name: str) -> PGconn:
     return conn
 
 
+class PqCall:
+    """One step in flight on a libpq connection: sent at once, read as isolationtester's
+    ``try_complete_step`` reads it (``select`` on the socket, ``PQconsumeInput``, ``PQgetResult``)."""
+
+    def __init__(self, dialect: "IsolationDialect", conn: PGconn, sql: str,
+                 on_notice: Callable[[ErrorInfo], None] | None) -> None:
+        self.dialect, self.conn, self.on_notice = dialect, conn, on_notice
+        self.out = StepResult()
+        self.got = 0  # results returned so far: a notice parsed before result k prints after result k-1
+        conn.notice_handler = self._notice
+        try:
+            conn.send_query(_bytes(sql))
+        except BaseException:
+            conn.notice_handler = None
+            raise
+
+    def _notice(self, res: Any) -> None:
+        if self.on_notice is not None:
+            e = _error_of(res)
+            self.on_notice(PqNotice(e.code, e.message, e.severity, e.detail,
+                                    extra={"text": text(res.error_message) or "", "after_results": self.got}))
+
+    def poll(self, timeout: float) -> StepResult | None:
+        try:
+            return self._poll(timeout)
+        except BaseException:
+            self.conn.notice_handler = None
+            raise
+
+    def _poll(self, timeout: float) -> StepResult | None:
+        conn, out = self.conn, self.out
+        deadline = time.monotonic() + timeout
+        while True:
+            lost = False
+            while conn.is_busy():
+                select.select([conn.socket], [], [], max(0.0, deadline - time.monotonic()))
+                try:
+                    conn.consume_input()
+                except ConnectionError:
+                    lost = True  # libpq turns it into an error result, as in a blocking PQgetResult
+                    break
+                if conn.is_busy() and time.monotonic() >= deadline:
+                    return None
+            res = conn.get_result()
+            if res is None:
+                return self._finish()
+            self.got += 1
+            if lost:  # the same text a blocking PQgetResult gives, minus our dead-socket wait's line
+                msg = text(res.error_message) or ""
+                if msg.endswith("\ninvalid socket\n"):
+                    msg = msg[: -len("invalid socket\n")]
+                if out.error is None:
+                    out.error = ErrorInfo(code=None, message=msg, severity="")
+                else:  # printed after out.error (the server's FATAL that preceded the close)
+                    out.results.append(ResultSet(rows=[[msg]], command=LATER_ERROR_TAG))
+                continue
+            # errors keep isolationtester's exact text (libpq's own, untrimmed); rows and tags are shared
+            converted = _error_of(res) if res.status == pr.FATAL_ERROR else pr.convert_result(res)
+            if isinstance(converted, ErrorInfo):
+                out.error = converted
+            elif converted is not None:
+                out.results.append(converted)
+            else:
+                out.results.append(ResultSet(command=STATUS_TAG + "PGRES_" + pr.status_name(res.status)))
+
+    def _finish(self) -> StepResult:
+        conn, out = self.conn, self.out
+        if conn.status == CONNECTION_OK:
+            conn.consume_input()
+        while (n := conn.notifies()) is not None:
+            sender = self.dialect.session_pids.get(n.be_pid, f"PID {n.be_pid}")
+            out.results.append(ResultSet(rows=[[text(n.relname), text(n.extra), sender]], command=NOTIFY_TAG))
+            if conn.status == CONNECTION_OK:
+                conn.consume_input()
+        conn.notice_handler = None
+        if conn.status != CONNECTION_OK and out.error is None:
+            raise ConnectionError(text(conn.error_message) or "connection lost")
+        return out
+
+
 class IsolationDialect(PostgresDialect):
     """PostgreSQL as isolationtester sees it (see the module docstring); connections are
     :class:`~harness.dialect.libpq.PGconn`."""
 
     WAIT_STMT = b"isolationtester_waiting"
+    capabilities = replace(PostgresDialect.capabilities, inline_sql=True)
 
     def __init__(self) -> None:
         self.session_pids: dict[int, str] = {}  # backend pid -> session name, refreshed per permutation
@@ -97,63 +179,14 @@ class IsolationDialect(PostgresDialect):
         res = self._call(monitor, b"SELECT count(*) FROM pg_stat_activity WHERE pid = $1", session_id)
         return int(res.get_value(0, 0) or b"0") > 0
 
+    def start_sql(self, conn: Any, sql: str, on_notice: Callable[[ErrorInfo], None] | None = None) -> "PqCall":
+        return PqCall(self, conn, sql, on_notice)
+
     def run_sql(self, conn: Any, sql: str, on_notice: Callable[[ErrorInfo], None] | None = None) -> StepResult:
-        pgconn = conn
-        out = StepResult()
-        got = 0  # results returned so far: a notice parsed before result k prints after result k-1
-
-        def notice(res: Any) -> None:
-            if on_notice is not None:
-                e = _error_of(res)
-                on_notice(PqNotice(e.code, e.message, e.severity, e.detail,
-                                   extra={"text": text(res.error_message) or "", "after_results": got}))
-
-        pgconn.notice_handler = notice
-        try:
-            pgconn.send_query(_bytes(sql))
-            while True:
-                lost = False
-                while pgconn.is_busy():
-                    select.select([pgconn.socket], [], [], 1.0)
-                    try:
-                        pgconn.consume_input()
-                    except ConnectionError:
-                        lost = True  # libpq turns it into an error result, as in a blocking PQgetResult
-                        break
-                res = pgconn.get_result()
-                if res is None:
-                    break
-                if lost:  # the same text a blocking PQgetResult gives, minus our dead-socket wait's line
-                    msg = text(res.error_message) or ""
-                    if msg.endswith("\ninvalid socket\n"):
-                        msg = msg[: -len("invalid socket\n")]
-                    got += 1
-                    if out.error is None:
-                        out.error = ErrorInfo(code=None, message=msg, severity="")
-                    else:  # printed after out.error (the server's FATAL that preceded the close)
-                        out.results.append(ResultSet(rows=[[msg]], command=LATER_ERROR_TAG))
-                    continue
-                got += 1
-                # errors keep isolationtester's exact text (libpq's own, untrimmed); rows and tags are shared
-                converted = _error_of(res) if res.status == pr.FATAL_ERROR else pr.convert_result(res)
-                if isinstance(converted, ErrorInfo):
-                    out.error = converted
-                elif converted is not None:
-                    out.results.append(converted)
-                else:
-                    out.results.append(ResultSet(command=STATUS_TAG + "PGRES_" + pr.status_name(res.status)))
-            if pgconn.status == CONNECTION_OK:
-                pgconn.consume_input()
-            while (n := pgconn.notifies()) is not None:
-                sender = self.session_pids.get(n.be_pid, f"PID {n.be_pid}")
-                out.results.append(ResultSet(rows=[[text(n.relname), text(n.extra), sender]], command=NOTIFY_TAG))
-                if pgconn.status == CONNECTION_OK:
-                    pgconn.consume_input()
-        finally:
-            pgconn.notice_handler = None
-        if pgconn.status != CONNECTION_OK and out.error is None:
-            raise ConnectionError(text(pgconn.error_message) or "connection lost")
-        return out
+        call = self.start_sql(conn, sql, on_notice)
+        while (result := call.poll(1.0)) is None:
+            pass
+        return result
 
     def waits(self, monitor: Any, session_ids: list[int]) -> list[Wait]:
         """isolationtester's lock-wait test (blocked by one of our sessions, or waiting for a safe
