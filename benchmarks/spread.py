@@ -1,6 +1,6 @@
 """One exploration spread over pytest-xdist workers (``pytest -n 2 --harness-spread 2``) vs one worker.
 
-A scenario file with three sessions (read and increment their own row, commit: the check holds on every
+A scenario file with three sessions (read, increment and read again their own row, commit: the check holds on every
 schedule) explored exhaustively (every schedule with at most 2 preemptions), run by pytest as a user runs
 it.  The rate is the schedules of the exploration divided by its wall: for the spread run, the slowest
 shard's (the shards run at the same time on the two workers); the baseline is the same exploration on
@@ -48,6 +48,7 @@ SESSION = """  {s}:
       {s}_begin: BEGIN
       {s}_read: SELECT n FROM counter WHERE id = '{s}'
       {s}_write: UPDATE counter SET n = n + 1 WHERE id = '{s}'
+      {s}_again: SELECT n FROM counter WHERE id = '{s}'
       {s}_commit: COMMIT
 """
 

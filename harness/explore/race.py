@@ -89,6 +89,8 @@ class Race(FaultsMixin, ResourcesMixin, AppsMixin, VerdictsMixin, MinimizeMixin)
         # per schedule were a third of its time); a DISCARD-style reset gives each a clean session
         self._idle: dict[bool, list[Any]] = {True: [], False: []}
         self._lent: list[tuple[bool, Any]] = []
+        self._idle_sessions: dict[str, Any] = {}  # scenario sessions' connections, by actor (session_for)
+        self._lent_sessions: list[tuple[str, Any]] = []
         # scenario files: step results judged against their expectations, and checks evaluated on the
         # server's text by the same evaluator as listed interleavings (harness.check)
         self.step_checker: Callable[[Trace], list[Violation]] | None = None

@@ -47,6 +47,8 @@ class RaceBase:
     step_plan: dict[str, list[str]] | None
     _idle: dict[bool, list[Any]]
     _lent: list[tuple[bool, Any]]
+    _idle_sessions: dict[str, Any]
+    _lent_sessions: list[tuple[str, Any]]
     step_checker: Callable[[Trace], list[Violation]] | None
     trace_checker: Callable[[Trace, Any], list[Violation]] | None
     _text: Any

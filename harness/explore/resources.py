@@ -52,20 +52,38 @@ class ResourcesMixin(RaceBase):
             self._opened.append(raw)
         return InstrumentedConnection(raw, self._sched, session_id_of(raw), quiet)
 
+    def session_for(self, actor: str) -> Any:
+        """A scenario session's connection (server text values, named after its actor): kept between
+        schedules and reset where the dialect reuses sessions -- a PostgreSQL connect forks a backend,
+        and forking and ending three per schedule cost more server CPU than the schedule's statements."""
+        if not self.dialect.capabilities.reuses_sessions:
+            return self.track(self.dialect.open_session(self.database.info, actor))
+        raw = self._idle_sessions.pop(actor, None)
+        if raw is None or self.dialect.is_closed(raw):
+            raw = self.dialect.open_session(self.database.info, actor)
+        self._lent_sessions.append((actor, raw))
+        return raw
+
     def _return_lent(self) -> None:
         """Reset lent connections (Capabilities.reuses_sessions) and keep them for the next schedule."""
-        for autocommit, raw in self._lent:
+        lent: list[tuple[Any, Any]] = [*self._lent, *self._lent_sessions]
+        for key, raw in lent:
             try:
                 if self.dialect.is_closed(raw):
                     continue
-                self.dialect.reset_session(raw, autocommit)
-                self._idle[autocommit].append(raw)
+                if isinstance(key, str):  # a scenario session: autocommit, like a new one
+                    self.dialect.reset_session(raw, True)
+                    self._idle_sessions[key] = raw
+                else:
+                    self.dialect.reset_session(raw, key)
+                    self._idle[key].append(raw)
             except Exception:
                 try:
                     raw.close()
                 except Exception:
                     pass
         self._lent.clear()
+        self._lent_sessions.clear()
 
     def psycopg2_connection_factory(self) -> type:
         """For an app on psycopg2: ``psycopg2.connect(dsn, connection_factory=race.psycopg2_connection_factory())``
@@ -219,13 +237,15 @@ class ResourcesMixin(RaceBase):
 
     def _forget_connections(self) -> None:
         """After a crash: every kept connection is dead (lent ones are dropped when returned)."""
-        for raw in [*self._idle[True], *self._idle[False], self._monitor, self._fault_admin, self._text]:
+        for raw in [*self._idle[True], *self._idle[False], *self._idle_sessions.values(), self._monitor,
+                    self._fault_admin, self._text]:
             try:
                 if raw is not None:
                     raw.close()
             except Exception:
                 pass
         self._idle, self._monitor, self._fault_admin, self._text = {True: [], False: []}, None, None, None
+        self._idle_sessions = {}
 
 
 class _SchedulerObserver:

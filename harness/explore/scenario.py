@@ -48,7 +48,7 @@ def _session_actor(race: Race, scenario: Scenario, session: Session, backend: st
     dialect = race.dialect
 
     def run(ctx: Any) -> None:
-        conn = race.track(dialect.open_session(race.database.info, ctx.name))
+        conn = race.session_for(ctx.name)
         sched = race._scheduler
         if session.isolation:
             isolation = dialect.isolation_sql(session.isolation)
