@@ -107,10 +107,11 @@ def run_spec(scenario: Scenario, target: ConnInfo | str | Connector, out: Any, e
         try:
             for i, name in enumerate(names):
                 opened[name] = connect(conninfo, i, name)
-        except ConnectFailed as exc:
+        except HarnessError as exc:  # a refused connection, or no libpq to connect with
             for conn in opened.values():
                 conn.close()
-            e.write(_bytes(str(exc)))
+            message = str(exc)
+            e.write(_bytes(message if isinstance(exc, ConnectFailed) else f"isolationtester: {message}\n"))
             return 1
 
         def connector(name: str) -> Any:

@@ -262,3 +262,16 @@ def test_deeply_nested_garbage_is_a_scenario_error() -> None:
     text = "session s step a {x} permutation a(" + ",".join(rnd.choice(["a", "*"]) for _ in range(20000))
     with pytest.raises(ScenarioError):
         load_spec(text, "deep.spec")
+
+
+def test_missing_libpq_is_one_message_exit_1(tmp_path: Path) -> None:
+    """The drop-in loads libpq itself (harness/dialect/libpq.py): without one, it says so, no traceback."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "HARNESS_LIBPQ": str(tmp_path / "no-libpq.so")}
+    done = subprocess.run([sys.executable, "-m", "harness.cli", "isolationtester", "dbname=x"],
+                          input=b"session s1 step a { SELECT 1; }", capture_output=True, env=env, timeout=60)
+    assert done.returncode == 1
+    assert b"cannot load libpq" in done.stderr and b"HARNESS_LIBPQ" in done.stderr
+    assert b"Traceback" not in done.stderr

@@ -49,3 +49,17 @@ def test_the_cli_starts_without_the_database_drivers() -> None:
             "'testcontainers', 'redis') if m in sys.modules]; print(','.join(heavy))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "", done.stdout
+
+
+def test_help_and_the_isolationtester_drop_in_import_no_driver() -> None:
+    """`harness --help` builds every subcommand's parser (record's too), and the isolationtester drop-in,
+    run once per spec by pg_isolation_regress, talks libpq through ctypes: neither imports psycopg or
+    sqlparse (~100-160 ms per process on this machine)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, harness.cli, harness.isolation; harness.cli.build_parser(); "
+            "import harness.dialect.libpq as l; l._lib(); "
+            "print(','.join(m for m in ('psycopg', 'psycopg_binary', 'sqlparse', 'pymysql') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "", done.stdout
