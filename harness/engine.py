@@ -1,7 +1,9 @@
 """The interleaving engine: run a scenario's steps on real connections, one at a time, in a given order.
 
 Each session has its own connection and worker thread; a monitor connection asks the server which
-sessions wait for which (:meth:`Dialect.waits`).  A step is launched, and the engine moves on as soon
+sessions wait for which (:meth:`Dialect.waits`).  Where the dialect can send a SQL step and read it
+later (``Capabilities.inline_sql``: the isolationtester drop-in's libpq), SQL steps skip the thread and
+are read from the engine's own thread whenever it asks whether they are done.  A step is launched, and the engine moves on as soon
 as it has **completed** or the server says it is **blocked**; blocked steps stay in flight and
 complete later, in their place in the trace.  The control flow follows PostgreSQL's isolationtester
 (``run_permutation`` / ``try_complete_step``): a step asked of a session that still waits first waits
