@@ -1,9 +1,7 @@
 """The interleaving engine: run a scenario's steps on real connections, one at a time, in a given order.
 
 Each session has its own connection and worker thread; a monitor connection asks the server which
-sessions wait for which (:meth:`Dialect.waits`).  Where the dialect can send a SQL step and read it
-later (``Capabilities.inline_sql``: the isolationtester drop-in's libpq), SQL steps skip the thread and
-are read from the engine's own thread whenever it asks whether they are done.  A step is launched, and the engine moves on as soon
+sessions wait for which (:meth:`Dialect.waits`).  A step is launched, and the engine moves on as soon
 as it has **completed** or the server says it is **blocked**; blocked steps stay in flight and
 complete later, in their place in the trace.  The control flow follows PostgreSQL's isolationtester
 (``run_permutation`` / ``try_complete_step``): a step asked of a session that still waits first waits
@@ -11,6 +9,10 @@ for that session; the blocker annotations ``(*)``, ``(other)`` and ``(other noti
 as waiting; deadlocks and serialization failures are ordinary results.  Every wait is bounded: past
 ``step_timeout`` the engine records the wait-for graph as a ``hang`` event and cancels (then
 terminates) the stuck sessions, so a wrong schedule never hangs CI.
+
+Where the dialect can send a SQL step and read it later (``Capabilities.inline_sql``: the
+isolationtester drop-in's libpq), SQL steps skip the worker thread and are read from the engine's own
+thread whenever it asks whether they are done.
 
 Harness actions (lock, clock, ... steps) run in the session's worker thread through ``actions``; an
 action that waits on something the database cannot see (a Redis lock) reports it with

@@ -191,3 +191,50 @@ def test_the_text_trace_shows_lock_spans_and_bound_parameters(race: Race, backen
     assert "SELECT count(*) FROM rules WHERE name = %s [('r1',)]  -> 0" in text, text  # the rows it returned
     locks = [(e.session, e.detail["op"]) for e in outcome.trace.events if e.kind == "lock"]
     assert locks[:2] == [("A", "acquire"), ("A", "release")], locks
+
+
+LEAVES_STATE = """
+setup:
+  - CREATE TABLE t (id int PRIMARY KEY, n int)
+  - INSERT INTO t VALUES (1, 0)
+teardown: DROP TABLE t
+sessions:
+  a:
+    setup: SET lock_timeout = '5s'
+    steps:
+      a_prep: PREPARE bump AS UPDATE t SET n = n + 1 WHERE id = 1
+      a_temp: CREATE TEMP TABLE scratch (x int)
+      a_lock: SELECT pg_advisory_lock(7)
+      a_run: EXECUTE bump
+  b:
+    steps:
+      b_prep: PREPARE bump AS UPDATE t SET n = n + 1 WHERE id = 1
+      b_temp: CREATE TEMP TABLE scratch (x int)
+      b_listen: LISTEN chan
+      b_run: EXECUTE bump
+checks:
+  both:
+    sql: SELECT n FROM t
+    expect: {equals: 2}
+explore:
+  strategy: exhaustive
+  schedules: 100
+  expect: holds
+"""
+
+
+def test_each_schedule_starts_with_sessions_like_new_ones(server_pool, tmp_path) -> None:
+    """PostgreSQL scenario sessions keep their connection between schedules (a backend fork per session
+    per schedule cost more than the schedule); what their steps leave -- prepared statements, temp
+    tables, LISTEN, advisory locks -- must not reach the next schedule, or its PREPARE fails (42P05)."""
+    outcome = explore_scenario(scenario(LEAVES_STATE), "postgres", server_pool.get("postgres"),
+                               database_dir=str(tmp_path))
+    assert outcome.passed, outcome.problems
+    assert outcome.schedules_run > 10
+    # listed interleavings reuse their sessions too: the same reset between them
+    sc = scenario(LEAVES_STATE)
+    orders = ["a_prep a_temp a_lock a_run b_prep b_temp b_listen b_run",
+              "b_prep a_prep b_temp a_temp b_listen a_lock b_run a_run"]
+    listed = run_scenario(sc, "postgres", server_pool.get("postgres"),
+                          interleavings=[parse_interleaving(sc, o) for o in orders * 2])
+    assert [o.passed for o in listed] == [True] * 4, [o.problems for o in listed]

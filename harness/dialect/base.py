@@ -259,6 +259,11 @@ class Dialect(ABC):
         """Make a kept connection like a new one for the next schedule (Capabilities.reuses_sessions)."""
         raise NotImplementedError(f"{self.name} connections are not reused")
 
+    def reset_scenario_session(self, conn: Any) -> None:
+        """Make a kept scenario session (:meth:`open_session`) like a new one: everything its SQL steps
+        can leave behind, prepared statements included (Capabilities.reuses_sessions)."""
+        raise NotImplementedError(f"{self.name} connections are not reused")
+
     # -- deadlocks ---------------------------------------------------------------------------------
 
     def error_for(self, conn: Any, exc: BaseException) -> BaseException:

@@ -187,6 +187,9 @@ class PGconn:
     def notice_handler(self, handler: Callable[[PGresult], None] | None) -> None:
         self._handler = handler
 
+    def __del__(self) -> None:
+        self.finish()
+
     def finish(self) -> None:
         if self._ptr:
             self._lib.PQfinish(self._ptr)

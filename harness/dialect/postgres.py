@@ -155,7 +155,11 @@ class PostgresDialect(Dialect):
                                             "ORDER BY tablename")]
 
     def open_session(self, info: ConnInfo, application_name: str | None = None) -> Any:
-        return self.connect(info, autocommit=True, application_name=application_name)
+        conn = self.connect(info, autocommit=True, application_name=application_name)
+        # no automatic server-side prepares (actions query it with parameters): a kept session is
+        # reset with DISCARD ALL (reset_scenario_session), which psycopg's statement cache would not see
+        conn.prepare_threshold = None
+        return conn
 
     def run_sql(self, conn: Any, sql: str, on_notice: Callable[[ErrorInfo], None] | None = None) -> StepResult:
         return _run_pq(conn, sql, on_notice)
@@ -211,6 +215,14 @@ class PostgresDialect(Dialect):
         conn.execute("CLOSE ALL; RESET ALL; UNLISTEN *; SELECT pg_advisory_unlock_all(); "
                      "DISCARD PLANS; DISCARD TEMP; DISCARD SEQUENCES")
         conn.autocommit = autocommit
+
+    def reset_scenario_session(self, conn: Any) -> None:
+        # psycopg prepares nothing on it (open_session): DISCARD ALL may drop the steps' own PREPAREs,
+        # temp tables, LISTENs, advisory locks and settings
+        for sql in ("ROLLBACK", "DISCARD ALL"):  # DISCARD ALL refuses to run in a transaction block
+            result = self.run_sql(conn, sql)
+            if result.error is not None:
+                raise ConnectionError(f"{sql}: {result.error.message}")
 
     def reset_kept_session(self, conn: Any) -> None:
         # set_config is undone by a rollback: committed (pg_advisory_unlock_all is not transactional)

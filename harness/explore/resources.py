@@ -71,8 +71,8 @@ class ResourcesMixin(RaceBase):
             try:
                 if self.dialect.is_closed(raw):
                     continue
-                if isinstance(key, str):  # a scenario session: autocommit, like a new one
-                    self.dialect.reset_session(raw, True)
+                if isinstance(key, str):  # a scenario session
+                    self.dialect.reset_scenario_session(raw)
                     self._idle_sessions[key] = raw
                 else:
                     self.dialect.reset_session(raw, key)
