@@ -2,8 +2,8 @@
 isolationtester process per spec, with the real isolationtester and with ours (issue 17: <= 1.0x).
 
 pg_isolation_regress looks for ``isolationtester`` next to itself and checks its ``-V``, so ours runs
-from a scratch folder holding a copy of pg_isolation_regress and an ``isolationtester`` script that
-calls ``harness.cli`` (the start-up a user pays: one Python interpreter per spec).  Both runs use the
+from a scratch folder written by ``harness isolation-wrapper`` (a copy of pg_isolation_regress and an
+``isolationtester`` script: the start-up a user pays, one Python interpreter per spec).  Both runs use the
 same throwaway local server (pg_regress creates the database, as ``make installcheck`` does) and the
 corpus's expected outputs; the baseline is the real isolationtester's run in the same process.  Quick
 mode runs three fast specs.
@@ -16,8 +16,6 @@ from __future__ import annotations
 import compileall
 import os
 import re
-import shutil
-import stat
 import subprocess
 import sys
 import tempfile
@@ -30,30 +28,20 @@ if __package__ in (None, ""):
 from benchmarks.core import ROOT, Figure  # noqa: E402
 from benchmarks.isolation_corpus import find_corpus  # noqa: E402
 from harness import load_settings, start_server  # noqa: E402
+from harness.isolation_wrapper import write_wrapper  # noqa: E402
 
 NAME = "isolation_regress"
 PGXS = Path("/usr/lib/postgresql/15/lib/pgxs/src/test/isolation")
 BINDIR = Path("/usr/lib/postgresql/15/bin")  # psql, which pg_regress uses to create the database
 QUICK_SPECS = ("simple-write-skew", "two-ids", "read-write-unique")  # fast: no deadlock_timeout waits
 
-SCRIPT = """#!{python}
-import sys
-sys.path.insert(0, {root!r})
-from harness.cli import main
-sys.exit(main(["isolationtester", *sys.argv[1:]]))
-"""
-
-
 def _ours(folder: Path) -> Path:
-    """A folder with pg_isolation_regress and our isolationtester next to it.  The package's bytecode
-    is compiled first, as ``pip install`` does for an installed package (this machine sets
-    PYTHONDONTWRITEBYTECODE, so an editable checkout would otherwise recompile it in every process)."""
+    """A folder with pg_isolation_regress and our isolationtester next to it, as ``harness
+    isolation-wrapper`` writes it for users.  The package's bytecode is compiled first, as ``pip
+    install`` does for an installed package (this machine sets PYTHONDONTWRITEBYTECODE, so an editable
+    checkout would otherwise recompile it in every process)."""
     compileall.compile_dir(str(ROOT / "harness"), quiet=1)
-    shutil.copy2(PGXS / "pg_isolation_regress", folder / "pg_isolation_regress")
-    tester = folder / "isolationtester"
-    tester.write_text(SCRIPT.format(python=sys.executable, root=str(ROOT)))
-    tester.chmod(tester.stat().st_mode | stat.S_IXUSR)
-    return folder / "pg_isolation_regress"
+    return write_wrapper(folder, PGXS / "pg_isolation_regress")
 
 
 def _run(regress: Path, corpus: Path, out: Path, server: object, specs: list[str]

@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn, Sequence
 
 from . import __version__
-from .config import Settings, load_settings
 from .errors import HarnessError, ScenarioError
 from .signals import EXIT_SIGTERM, Terminated, handle_sigterm
 
 if TYPE_CHECKING:
+    from .config import Settings
     from .pool import ServerPool
     from .provision import Server
     from .results import Outcome
@@ -34,6 +34,8 @@ def _add_server_options(p: argparse.ArgumentParser) -> None:
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
+    from .config import load_settings  # not at import: the isolationtester drop-in starts per spec
+
     return load_settings(cli={k: getattr(args, k, None) for k in
                               ("backends", "provisioner", "pg_dsn", "mysql_dsn", "redis_url")})
 
@@ -231,6 +233,12 @@ def cmd_isolationtester(args: argparse.Namespace) -> int:
     return isolationtester_main(list(args.args), sys.stdin, sys.stdout, sys.stderr)
 
 
+def _isolation_wrapper(folder: str, regress: str | None) -> int:
+    from .isolation_wrapper import cmd_isolation_wrapper
+
+    return cmd_isolation_wrapper(folder, regress)
+
+
 def _positive_int(text: str) -> int:
     """argparse type for counts: a usage error (exit 2) before anything starts, not a failure later."""
     try:
@@ -302,6 +310,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("isolationtester", help="drop-in for PostgreSQL's isolationtester (spec on stdin)")
     p.add_argument("args", nargs=argparse.REMAINDER, help="[CONNINFO]")
     p.set_defaults(func=cmd_isolationtester)
+    p = sub.add_parser("isolation-wrapper", help="write a folder from which pg_isolation_regress runs the "
+                                                  "isolationtester drop-in (docs/isolation-compat.md)")
+    p.add_argument("folder", help="the folder to write (created if missing)")
+    p.add_argument("--pg-isolation-regress", help="the real pg_isolation_regress (default: found via pg_config)")
+    p.set_defaults(func=lambda a: _isolation_wrapper(a.folder, a.pg_isolation_regress))
     from .record.commands import add_parsers as add_record_parsers  # record, import (docs/recording.md)
 
     add_record_parsers(sub, _add_server_options, settings_from, _positive_int)

@@ -24,7 +24,6 @@ from .dialect.isolation import IsolationDialect, connect
 from .engine import Engine, EngineOptions, ScenarioRunError
 from .errors import ConnectFailed, HarnessError
 from .isolation_output import IsolationFormatter, Output, _bytes, pqprint
-from .pgversion import pg_version
 from .scenario.model import Interleaving, Scenario, StepRef
 from .scenario.spec_loader import load_spec, unused_steps
 from .trace import Trace
@@ -176,6 +175,8 @@ def isolationtester_main(argv: list[str], stdin: Any, stdout: Any, stderr: Any) 
         if arg.startswith("-") and len(arg) > 1 and not positional:
             for ch in arg[1:]:
                 if ch == "V":
+                    from .pgversion import pg_version  # runs pg_config: only here
+
                     Output(stdout).write(_bytes(f"isolationtester (PostgreSQL) {pg_version()}\n"))
                     return 0
                 err.write(_bytes(f"isolationtester: invalid option -- '{ch}'\n"

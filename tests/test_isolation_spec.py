@@ -12,6 +12,7 @@ import io
 import os
 import random
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -275,3 +276,48 @@ def test_missing_libpq_is_one_message_exit_1(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert b"cannot load libpq" in done.stderr and b"HARNESS_LIBPQ" in done.stderr
     assert b"Traceback" not in done.stderr
+
+
+def _regress(regress: Path, server, inputdir: Path, outputdir: Path, spec: str,
+             **env_extra: str) -> subprocess.CompletedProcess[str]:
+    info = server.info
+    argv = [str(regress), f"--host={info.host}", f"--port={info.port}", f"--user={info.user}",
+            f"--bindir={Path(REAL_TESTER).parents[5] / 'bin'}", f"--inputdir={inputdir}",
+            f"--outputdir={outputdir}", "--dbname=isolation_wrapper_test", spec]
+    env = {**os.environ, **env_extra, **({"PGPASSWORD": info.password} if info.password else {})}
+    return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_isolation_wrapper_runs_the_drop_in_under_pg_isolation_regress(pg_server, tmp_path: Path) -> None:
+    """`harness isolation-wrapper DIR` makes the folder `make installcheck` needs: pg_isolation_regress
+    finds our isolationtester next to itself, and a spec whose expected output the real isolationtester
+    wrote (under the real pg_isolation_regress) passes."""
+    from .conftest import run_harness
+
+    real_regress = Path(real_tester()).with_name("pg_isolation_regress")
+    inputdir = tmp_path / "in"
+    (inputdir / "specs").mkdir(parents=True)
+    (inputdir / "expected").mkdir()
+    (inputdir / "specs" / "row-lock-wait.spec").write_bytes((SPECS / "row-lock-wait.spec").read_bytes())
+    (inputdir / "expected" / "row-lock-wait.out").write_text("")
+    _regress(real_regress, pg_server, inputdir, tmp_path / "real", "row-lock-wait")  # fails: writes results/
+    expected = (tmp_path / "real" / "results" / "row-lock-wait.out").read_text()
+    assert "<waiting ...>" in expected, expected
+    (inputdir / "expected" / "row-lock-wait.out").write_text(expected)
+
+    done = run_harness("isolation-wrapper", str(tmp_path / "wrapper"), "--pg-isolation-regress", str(real_regress))
+    assert done.returncode == 0, done.stderr
+    script = (tmp_path / "wrapper" / "isolationtester").read_text()
+    assert script.splitlines()[0] == f"#!{sys.executable} -S"
+    ours = _regress(tmp_path / "wrapper" / "pg_isolation_regress", pg_server, inputdir, tmp_path / "ours",
+                    "row-lock-wait")
+    assert ours.returncode == 0 and "ok" in ours.stdout, ours.stdout + ours.stderr
+    assert (tmp_path / "ours" / "results" / "row-lock-wait.out").read_text() == expected
+    # it was ours that ran: told to report another version, it is refused by pg_isolation_regress
+    refused = _regress(tmp_path / "wrapper" / "pg_isolation_regress", pg_server, inputdir, tmp_path / "v",
+                       "row-lock-wait", ISOLATIONTESTER_PG_VERSION="0.0")
+    assert refused.returncode != 0 and "isolationtester" in refused.stderr, refused.stdout + refused.stderr
+
+    missing = run_harness("isolation-wrapper", str(tmp_path / "w2"), "--pg-isolation-regress", str(tmp_path / "nope"))
+    assert missing.returncode == 2 and "pg_isolation_regress not found" in missing.stderr
+    assert "Traceback" not in missing.stderr
