@@ -2,20 +2,19 @@
 
 It owns the decision loop of :class:`~.scheduler.Scheduler` (the class actors' threads call into):
 grant one actor, wait until the schedule settles (see :meth:`Conductor._settle`), ask the chooser,
-repeat; it breaks wait-for cycles the server leaves to a timer, reports hangs with the wait-for
-graph and where a stuck actor is, and puts each move's trace events in a fixed order.
+repeat; it breaks wait-for cycles the server leaves to a timer.  Reporting hangs with the wait-for
+graph and where a stuck actor is, and putting each move's trace events in a fixed order, are in
+:mod:`.conductor_records`.
 """
 
 from __future__ import annotations
 
-import ctypes
-import sys
 import threading
 import time
 from typing import Any, Callable
 
 from ..dialect import Dialect
-from ..trace import Event, StepResult, Trace, WaitEdge, wait_cycle
+from ..trace import Event, Trace, WaitEdge, wait_cycle
 from .actors import (
     BLOCKED_DB,
     BLOCKED_LOCK,
@@ -30,9 +29,10 @@ from .actors import (
     ScheduleRun,
     _Actor,
 )
+from .conductor_records import ConductorRecords
 
 
-class Conductor:
+class Conductor(ConductorRecords):
     """The decision loop and its bookkeeping; :class:`~.scheduler.Scheduler` adds the actor-side API."""
 
     def __init__(self, actors: dict[str, Callable[[], Any]], chooser: Chooser, *, dialect: Dialect | None,
@@ -279,19 +279,6 @@ class Conductor:
         self._confirmed = -1
         return True
 
-    def _stuck_reason(self, running: list[_Actor]) -> str:
-        """Which actors neither reached their next scheduling point nor blocked, and where they are."""
-        frames = sys._current_frames()
-        parts = []
-        for actor in running:
-            frame = frames.get(actor.thread.ident) if actor.thread is not None and actor.thread.ident else None
-            where = f"{frame.f_code.co_filename}:{frame.f_lineno} in {frame.f_code.co_name}" if frame else "?"
-            doing = f"in the server running {actor.label!r}" if actor.sid is not None else \
-                "in Python with no database call or lock (a loop or sleep?)"
-            parts.append(f"actor {actor.name} is {doing}, at {where}")
-        return (f"an actor neither reached its next scheduling point nor blocked within "
-                f"{self.options.hang_timeout:g}s: " + "; ".join(parts))
-
     def _wait_for_progress(self, lock_waiters: list[str]) -> bool:
         """Nobody can be chosen: wait (bounded) for an event in the server (a lock_timeout, a lease
         expiring, a cycle the server breaks) that lets someone move."""
@@ -330,102 +317,9 @@ class Conductor:
             delay = min(delay * 2, 0.02)
         return False
 
-    def _server_waits(self) -> tuple[list[WaitEdge], set[str]]:
-        """Every actor's waits as the server (and the network links) report them now, and the actors
-        whose waits are in transition (see ``Wait.settled``)."""
-        with self.cond:
-            sids = dict(self._sids)
-        edges = [WaitEdge(actor, None, what, "") for actor, what in
-                 (self.network_stalls() if self.network_stalls is not None else {}).items()]
-        unsettled: set[str] = set()
-        if self.dialect is None or self.monitor is None or not sids:
-            return edges, unsettled
-        for wait in self.dialect.waits(self.monitor, sorted(sids)):
-            if wait.waiter in sids:
-                edges.append(WaitEdge(sids[wait.waiter], sids.get(wait.holder) if wait.holder else None,
-                                      wait.lock, wait.detail))
-                if not wait.settled:
-                    unsettled.add(sids[wait.waiter])
-        return edges, unsettled
-
-    def wait_graph(self) -> list[WaitEdge]:
-        edges = self._server_waits()[0]
-        with self.cond:
-            edges += [a.lock_waits for a in self.actors.values() if a.state == BLOCKED_LOCK and a.lock_waits]
-        return edges
-
-    def _hang(self, reason: str) -> None:
-        if self.trace.hung:
-            return
-        graph = self.wait_graph()
-        with self.cond:
-            self.trace.hung = True
-            states = {a.name: f"{a.state} at {a.label}" for a in self.actors.values()}
-            self._emit(Event(self._clock(), "hang", detail={"reason": reason, "actors": states}, waits=graph))
-            self._flush()
-        self._abort()
-
-    def _abort(self) -> None:
-        """Release every paused actor with ScheduleAborted; cancel calls stuck in the server."""
-        with self.cond:
-            self.aborted = True
-            stuck = [a.sid for a in self.actors.values() if a.sid is not None]
-            in_python = [(a.thread.ident, a.wake) for a in self.actors.values()
-                         if a.state == RUNNING and a.sid is None and a.thread is not None and a.thread.ident]
-            for actor in self.actors.values():
-                actor.go.set()
-            self.cond.notify_all()
-        for ident, wake in in_python:  # a loop or sleep in actor code: stop it at its next bytecode
-            ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), ctypes.py_object(ScheduleAborted))
-            if wake is not None:  # an async actor's loop waiting in select: run a bytecode now
-                wake()
-        for sid in stuck:
-            try:
-                if self.dialect is not None and self.monitor is not None:
-                    self.dialect.terminate(self.monitor, sid)
-            except Exception:
-                pass
-
     def _actor_main(self, actor: _Actor) -> None:
         """The body of an actor's thread (the Scheduler's)."""
         raise NotImplementedError
-
-    # -- trace ------------------------------------------------------------------------------------
-    def _clock(self) -> float:
-        return time.monotonic() - self._t0
-
-    def _emit(self, event: Event) -> None:
-        """Queue an event of the current move (under ``cond``); :meth:`_flush` orders them."""
-        self._pending.append((len(self._pending), self._order.get(event.session or "", len(self._order)), event))
-
-    def _flush(self) -> None:
-        """Put the current move's events in the trace (under ``cond``): the mover's first, then each
-        other actor's in declaration order, each actor's in its own order -- threads that finish at
-        the same moment (a COMMIT and the waiter it released) no longer decide the trace's order."""
-        mover = self._order.get(self._mover or "", -1)
-        ordered = sorted(self._pending, key=lambda p: (p[1] != mover, p[1], p[0]))
-        self.trace.events.extend(e for _, _, e in ordered)
-        self._pending.clear()
-
-    def _event(self, kind: str, actor: _Actor, label: str, *, error: BaseException | None = None,
-               waits: list[WaitEdge] | None = None, after_wait: bool = False,
-               result: StepResult | None = None) -> None:
-        if result is None and kind in ("complete", "done"):
-            info = ActorResult(actor.name, error=error).error_info if error is not None and not isinstance(
-                error, ScheduleAborted) else None
-            result = StepResult(error=info)
-        detail: dict[str, Any] = {"after_wait": True} if after_wait else {}
-        if kind == "complete" and actor.fired:
-            detail["fault"] = actor.fired
-        if kind in ("blocked", "complete") and actor.params:
-            detail["params"] = actor.params
-        if kind == "complete" and actor.note:
-            detail.update(actor.note)
-        in_call = kind in ("blocked", "complete") and actor.step is not None
-        self._emit(Event(self._clock(), kind, actor.name, actor.step if in_call else f"{actor.name}{actor.segments}",
-                         actor.sql if in_call and actor.sql else label, result=result, waits=list(waits or []),
-                         detail=detail))
-
 
     def _changed(self) -> None:
         """An actor changed state (under ``cond``): what the server said before is no longer settled."""
