@@ -86,6 +86,11 @@ def run_step(step: Step, sql: str, ctx: ActionContext, actions: Mapping[str, Act
         return StepResult(error=ErrorInfo("harness", f"{type(exc).__name__}: {exc}"))
 
 
+def lost_connection(exc: BaseException) -> StepResult:
+    """A step's result when its connection went away under it (the driver's error as its text)."""
+    return StepResult(error=ErrorInfo("connection", f"connection lost: {exc}", "FATAL"))
+
+
 class Completion(Protocol):
     """Whether a launched step is done: a :class:`threading.Event` set by its worker thread, or a
     :class:`_Polled` that reads the step's connection when asked."""
@@ -163,7 +168,7 @@ class _Polled:
         try:
             result = self.call.poll(timeout)
         except ConnectionError as exc:
-            result = StepResult(error=ErrorInfo("connection", f"connection lost: {exc}", "FATAL"))
+            result = lost_connection(exc)
             p.conn_lost = True
         if result is not None:
             p.result = result
@@ -209,7 +214,7 @@ class SessionWorker:
             try:
                 pending.result = work()
             except ConnectionError as exc:
-                pending.result = StepResult(error=ErrorInfo("connection", f"connection lost: {exc}", "FATAL"))
+                pending.result = lost_connection(exc)
                 pending.conn_lost = True
             except Exception as exc:  # an action's own bug: a result, not an engine crash
                 pending.result = StepResult(error=ErrorInfo("harness", f"{type(exc).__name__}: {exc}"))
@@ -226,7 +231,7 @@ class SessionWorker:
         try:
             pending.done = _Polled(pending, self.dialect.start_sql(self.conn, sql, self.on_notice))
         except ConnectionError as exc:
-            pending.result = StepResult(error=ErrorInfo("connection", f"connection lost: {exc}", "FATAL"))
+            pending.result = lost_connection(exc)
             pending.conn_lost = True
             pending.done.set()
 
@@ -256,7 +261,7 @@ class SessionWorker:
             try:
                 return self.dialect.run_sql(self.conn, sql, self.on_notice)
             except ConnectionError as exc:
-                return StepResult(error=ErrorInfo("connection", f"connection lost: {exc}", "FATAL"))
+                return lost_connection(exc)
         box: dict[str, StepResult] = {}
         ready = threading.Event()
 
@@ -264,7 +269,7 @@ class SessionWorker:
             try:
                 box["r"] = self.dialect.run_sql(self.conn, sql, self.on_notice)
             except ConnectionError as exc:
-                box["r"] = StepResult(error=ErrorInfo("connection", f"connection lost: {exc}", "FATAL"))
+                box["r"] = lost_connection(exc)
             finally:
                 ready.set()
 

@@ -20,7 +20,7 @@ from ..isolation_output import LATER_ERROR_TAG, NOTIFY_TAG, STATUS_TAG, _bytes
 from ..trace import ErrorInfo, ResultSet, StepResult
 from . import pqresult as pr
 from .base import Wait
-from .libpq import CONNECTION_OK, PGconn
+from .libpq import PGconn
 from .postgres import PostgresDialect
 
 
@@ -47,7 +47,7 @@ def _error_of(res: Any) -> ErrorInfo:
 def connect(conninfo: str, index: int, name: str) -> PGconn:
     """PQconnectdb + isolationtester's application_name suffix; errors worded like isolationtester."""
     conn = PGconn.connect(_bytes(conninfo))
-    if conn.status != CONNECTION_OK:
+    if conn.status != pr.CONNECTION_OK:
         message = text(conn.error_message) or ""
         conn.finish()
         raise ConnectFailed(f"Connection {index} failed: {message.rstrip()}\n")
@@ -127,15 +127,15 @@ class PqCall:
 
     def _finish(self) -> StepResult:
         conn, out = self.conn, self.out
-        if conn.status == CONNECTION_OK:
+        if conn.status == pr.CONNECTION_OK:
             conn.consume_input()
         while (n := conn.notifies()) is not None:
             sender = self.dialect.session_pids.get(n.be_pid, f"PID {n.be_pid}")
             out.results.append(ResultSet(rows=[[text(n.relname), text(n.extra), sender]], command=NOTIFY_TAG))
-            if conn.status == CONNECTION_OK:
+            if conn.status == pr.CONNECTION_OK:
                 conn.consume_input()
         conn.notice_handler = None
-        if conn.status != CONNECTION_OK and out.error is None:
+        if conn.status != pr.CONNECTION_OK and out.error is None:
             raise ConnectionError(text(conn.error_message) or "connection lost")
         return out
 
@@ -155,7 +155,7 @@ class IsolationDialect(PostgresDialect):
         return int(conn.backend_pid)
 
     def is_closed(self, conn: Any) -> bool:
-        return bool(conn.closed) or conn.status != CONNECTION_OK
+        return bool(conn.closed) or conn.status != pr.CONNECTION_OK
 
     def connection_lost(self) -> BaseException:
         return ConnectionError("server closed the connection unexpectedly (injected: lost ack)")

@@ -26,9 +26,6 @@ from typing import Any, Callable
 
 from ..errors import HarnessError
 
-CONNECTION_OK = 0
-PQTRANS_INERROR = 3
-
 _c = ctypes
 _P = _c.c_void_p
 _NOTICE_RECEIVER = _c.CFUNCTYPE(None, _c.c_void_p, _c.c_void_p)
@@ -261,4 +258,4 @@ class PGconn:
         return out
 
 
-__all__ = ["CONNECTION_OK", "PQTRANS_INERROR", "Notify", "PGconn", "PGresult"]
+__all__ = ["Notify", "PGconn", "PGresult"]

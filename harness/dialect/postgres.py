@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
 from ..trace import ErrorInfo, StepResult
 from .base import Capabilities, ConnInfo, Dialect, Wait, execute, run_and_commit
-from .pqresult import convert_result, error_of, status_name
+from .pqresult import CONNECTION_OK, PQTRANS_IDLE, convert_result, error_of, status_name
 
 #: one round trip that answers "who of these sessions waits for whom, on what" (holders restricted to
 #: the given sessions, as isolationtester does: a wait on autovacuum is not a scheduling fact)
@@ -62,7 +62,7 @@ def _run_pq(conn: psycopg.Connection[Any], sql: str, on_notice: Callable[[ErrorI
                 out.error = ErrorInfo(None, f"unexpected result status {status_name(res.status)}", "ERROR")
     except psycopg.OperationalError as exc:
         raise ConnectionError(str(exc)) from exc
-    if pgconn.status != 0:  # CONNECTION_OK
+    if pgconn.status != CONNECTION_OK:
         raise ConnectionError(pgconn.error_message.decode("utf-8", "replace") or "connection lost")
     return out
 
@@ -219,7 +219,10 @@ class PostgresDialect(Dialect):
     def reset_scenario_session(self, conn: Any) -> None:
         # psycopg prepares nothing on it (open_session): DISCARD ALL may drop the steps' own PREPAREs,
         # temp tables, LISTENs, advisory locks and settings
-        for sql in ("ROLLBACK", "DISCARD ALL"):  # DISCARD ALL refuses to run in a transaction block
+        # DISCARD ALL refuses to run in a transaction block; ROLLBACK only when one is open (one round
+        # trip per session per schedule saved: most sessions end with COMMIT)
+        open_tx = conn.pgconn.transaction_status != PQTRANS_IDLE
+        for sql in ("ROLLBACK", "DISCARD ALL") if open_tx else ("DISCARD ALL",):
             result = self.run_sql(conn, sql)
             if result.error is not None:
                 raise ConnectionError(f"{sql}: {result.error.message}")

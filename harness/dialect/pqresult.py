@@ -13,6 +13,9 @@ EMPTY_QUERY, COMMAND_OK, TUPLES_OK, FATAL_ERROR = 0, 1, 2, 7
 STATUS_NAMES = ("EMPTY_QUERY", "COMMAND_OK", "TUPLES_OK", "COPY_OUT", "COPY_IN", "BAD_RESPONSE",
                 "NONFATAL_ERROR", "FATAL_ERROR", "COPY_BOTH", "SINGLE_TUPLE", "PIPELINE_SYNC",
                 "PIPELINE_ABORTED", "TUPLES_CHUNK")
+# ConnStatusType / PGTransactionStatusType
+CONNECTION_OK = 0
+PQTRANS_IDLE = 0
 # PG_DIAG_* field codes
 SEVERITY, SQLSTATE, MESSAGE_PRIMARY, MESSAGE_DETAIL = ord("S"), ord("C"), ord("M"), ord("D")
 
@@ -52,5 +55,5 @@ def convert_result(res: Any) -> ResultSet | ErrorInfo | None:
     return None
 
 
-__all__ = ["COMMAND_OK", "EMPTY_QUERY", "FATAL_ERROR", "MESSAGE_DETAIL", "MESSAGE_PRIMARY", "SEVERITY",
-           "SQLSTATE", "TUPLES_OK", "convert_result", "error_of", "status_name"]
+__all__ = ["COMMAND_OK", "CONNECTION_OK", "EMPTY_QUERY", "FATAL_ERROR", "MESSAGE_DETAIL", "MESSAGE_PRIMARY", "PQTRANS_IDLE",
+           "SEVERITY", "SQLSTATE", "TUPLES_OK", "convert_result", "error_of", "status_name"]

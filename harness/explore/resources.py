@@ -7,6 +7,7 @@ made per race and reset after each schedule; the control connection watches the 
 
 from __future__ import annotations
 
+import functools
 import time
 import warnings
 from typing import Any, Callable
@@ -66,24 +67,28 @@ class ResourcesMixin(RaceBase):
 
     def _return_lent(self) -> None:
         """Reset lent connections (Capabilities.reuses_sessions) and keep them for the next schedule."""
-        lent: list[tuple[Any, Any]] = [*self._lent, *self._lent_sessions]
-        for key, raw in lent:
-            try:
-                if self.dialect.is_closed(raw):
-                    continue
-                if isinstance(key, str):  # a scenario session
-                    self.dialect.reset_scenario_session(raw)
-                    self._idle_sessions[key] = raw
-                else:
-                    self.dialect.reset_session(raw, key)
-                    self._idle[key].append(raw)
-            except Exception:
-                try:
-                    raw.close()
-                except Exception:
-                    pass
+        for autocommit, raw in self._lent:
+            if self._reset(raw, functools.partial(self.dialect.reset_session, autocommit=autocommit)):
+                self._idle[autocommit].append(raw)
+        for actor, raw in self._lent_sessions:
+            if self._reset(raw, self.dialect.reset_scenario_session):
+                self._idle_sessions[actor] = raw
         self._lent.clear()
         self._lent_sessions.clear()
+
+    def _reset(self, raw: Any, reset: Callable[[Any], None]) -> bool:
+        """Whether a lent connection is alive and now reset; one that is not is closed."""
+        try:
+            if not self.dialect.is_closed(raw):
+                reset(raw)
+                return True
+        except Exception:
+            pass
+        try:
+            raw.close()
+        except Exception:
+            pass
+        return False
 
     def psycopg2_connection_factory(self) -> type:
         """For an app on psycopg2: ``psycopg2.connect(dsn, connection_factory=race.psycopg2_connection_factory())``

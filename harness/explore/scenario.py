@@ -25,7 +25,7 @@ from ..provision import Database, Server
 from ..results import Outcome
 from ..scenario.hooks import SetupContext, resolve_call, run_hook
 from ..scenario.model import FAULT_KINDS, ActorSpec, FaultSpec, Scenario, Session
-from ..steps import ActionContext, run_step, starts_transaction, step_sql
+from ..steps import ActionContext, lost_connection, run_step, starts_transaction, step_sql
 from ..trace import ErrorInfo, StepResult
 from .nearest import nearest_passing
 from .race import Race, ScheduleOutcome
@@ -65,7 +65,7 @@ def _session_actor(race: Race, scenario: Scenario, session: Session, backend: st
             """A step's error is its result, as in a listed interleaving (an injected server error, or
             the connection lost to a kill or a lost acknowledgement); anything else is a harness bug."""
             if isinstance(exc, ConnectionError) or dialect.is_connection_error(exc) or dialect.is_closed(conn):
-                return StepResult(error=ErrorInfo("connection", f"connection lost: {exc}", "FATAL"))
+                return lost_connection(exc)
             if dialect.error_code(exc) is None:
                 raise exc
             return StepResult(error=error_info(exc))
